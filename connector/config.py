@@ -1,0 +1,176 @@
+"""The YAML configuration: pydantic models, loading, and errors that point at the line.
+
+Secrets and the store URL may come from the environment (pydantic-settings), so a
+config file can be committed while tokens live in the service's environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connector.statuses import CANONICAL, Catalogue, Status
+
+CONFIG_ENV = "LEADSYNC_CONFIG"
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_CONFIG = Path("leadsync.yaml")
+
+
+class ConfigError(ValueError):
+    """A config (or mapping) file that cannot be used; each line names file:line and field."""
+
+
+class StoreConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the store: sqlite:///path.db (default "
+        "sqlite:///leadsync.db) or postgresql+psycopg://user@host/db. "
+        "LEADSYNC_STORE_URL overrides it.",
+    )
+
+
+class CustomStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = Field(description="Numeric id, stable forever; 1-999 and not a canonical id.")
+    name: str = Field(description="Name shown to people and used in value maps.")
+    rank: int = Field(description="Position in the funnel; automation never lowers it.")
+    terminal: bool = Field(False, description="Only a person or an explicit rule may leave it.")
+
+    @field_validator("id")
+    @classmethod
+    def _free_id(cls, value: int) -> int:
+        if not 1 <= value <= 999:
+            raise ValueError("status ids are between 1 and 999")
+        if value in {s.id for s in CANONICAL}:
+            raise ValueError(f"{value} is a canonical status id; rename it instead")
+        return value
+
+
+class StatusesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    custom: list[CustomStatus] = Field(
+        default_factory=list, description="Statuses added by this deployment (e.g. Trial)."
+    )
+    rename: dict[int, str] = Field(
+        default_factory=dict, description="New names for existing statuses, by id."
+    )
+    delete: list[int] = Field(
+        default_factory=list,
+        description="Statuses removed; their contacts move to Unknown (0) with a history entry.",
+    )
+
+    def catalogue(self) -> Catalogue:
+        custom = [Status(s.id, s.name, s.rank, s.terminal) for s in self.custom]
+        return Catalogue.build(custom, self.rename, self.delete)
+
+
+class LeadsyncConfig(BaseModel):
+    """The whole leadsync.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Where contacts live.")
+    default_region: str | None = Field(
+        None,
+        description="ISO 3166 country for phone numbers with no country code when neither "
+        "the record nor its source says (e.g. MY, PL, VN, US).",
+        pattern="^[A-Z]{2}$",
+    )
+    statuses: StatusesConfig = Field(
+        default_factory=StatusesConfig, description="Custom statuses, renames and deletions."
+    )
+
+    def catalogue(self) -> Catalogue:
+        return self.statuses.catalogue()
+
+
+class Environment(BaseSettings):
+    """Settings read from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSYNC_")
+
+    store_url: str | None = Field(None, description="Overrides store.url.")
+    config: Path | None = Field(None, description="Path of the YAML config.")
+
+
+def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
+    """The YAML node at a pydantic error location, as deep as it exists."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if str(k.value) == str(part)]
+            if not match:
+                return node
+            node = match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return node
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def parse_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """The data in a YAML file and its node tree (for line numbers in errors)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def validate_file(path: Path, model: type[M]) -> M:
+    """Load `path` into `model`; errors name file:line, the field path and the problem."""
+    data, root = parse_yaml(path)
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            node = _node_at(root, loc)
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            lines.append(f"{path}{line}: {field}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: Path | str | None = None) -> LeadsyncConfig:
+    """The config at `path`, else $LEADSYNC_CONFIG, else ./leadsync.yaml if present,
+    else defaults; the store URL from the environment wins over the file."""
+    env = Environment()
+    chosen = Path(path) if path else env.config
+    if chosen is None and DEFAULT_CONFIG.exists():
+        chosen = DEFAULT_CONFIG
+    config = validate_file(chosen, LeadsyncConfig) if chosen else LeadsyncConfig()
+    if env.store_url:
+        config.store.url = env.store_url
+    return config
+
+
+def json_schema() -> dict[str, Any]:
+    return LeadsyncConfig.model_json_schema()
+
+
+__all__ = [
+    "CONFIG_ENV",
+    "ConfigError",
+    "LeadsyncConfig",
+    "json_schema",
+    "load_config",
+    "validate_file",
+]

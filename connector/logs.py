@@ -1,0 +1,31 @@
+"""Structured logs: readable on a terminal, JSON lines elsewhere (a service's journal).
+
+At INFO nothing personal is logged: events carry counts, ids of sources and batches,
+never emails, phones or names (those go to quarantine rows, not logs)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure(verbosity: int = 0, json: bool | None = None) -> None:
+    """Set up structlog; `verbosity` 0 = warnings, 1 = info, 2+ = debug."""
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    as_json = not sys.stderr.isatty() if json is None else json
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

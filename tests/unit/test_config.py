@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connector.config import ConfigError, load_config
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "leadsync.example.yaml"
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(EXAMPLE)
+    cat = config.catalogue()
+    assert cat.resolve("Trial").id == 33
+    assert cat.get(10).name == "Fresh lead"
+
+
+def test_errors_name_file_line_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "store:\n  url: sqlite:///x.db\nstatuses:\n  custom:\n    - {id: 30, name: Dup, rank: 1}\n"
+        "default_region: malaysia\nunknown_key: 1\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert f"{path}:5: statuses.custom.0.id" in text and "canonical" in text
+    assert f"{path}:6: default_region" in text
+    assert f"{path}:7: unknown_key" in text
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("store:\n  url: [\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"{path}:\d+: not valid YAML"):
+        load_config(path)
+
+
+def test_environment_overrides_store_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADSYNC_STORE_URL", "sqlite:///env.db")
+    assert load_config(EXAMPLE).store.url == "sqlite:///env.db"
