@@ -1,0 +1,266 @@
+"""Reading and editing contacts by hand: lists, details, status moves, merges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
+
+from connector.model import STANDARD_FIELDS
+from connector.statuses import UNKNOWN
+from connector.store.engine import Store
+from connector.store.ingest import merge_rows
+from connector.store.tables import (
+    contacts,
+    identities,
+    interactions,
+    leads,
+    quarantine,
+    status_history,
+    statuses,
+)
+
+
+class NotFoundError(LookupError):
+    """No such contact (or record); the message names it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def apply_catalogue(store: Store) -> None:
+    """Record the catalogue in the store and move contacts of deleted statuses to Unknown.
+
+    Only statuses the config lists as deleted are emptied: a command run without the
+    deployment's config must not mistake custom statuses for deleted ones.
+    """
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        for status_id in sorted(store.catalogue.deleted):
+            moved = (
+                conn.execute(
+                    select(contacts.c.id).where(
+                        contacts.c.status == status_id, contacts.c.merged_into.is_(None)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if moved:
+                _move(conn, moved, status_id, UNKNOWN, "catalogue: status deleted", None, now)
+        conn.execute(delete(statuses))
+        conn.execute(
+            insert(statuses),
+            [
+                {"id": s.id, "name": s.name, "rank": s.rank, "terminal": s.terminal}
+                for s in store.catalogue
+            ],
+        )
+
+
+def _move(
+    conn: Connection,
+    ids: Sequence[int],
+    from_status: int | None,
+    to_status: int,
+    origin: str,
+    actor: str | None,
+    now: datetime,
+) -> None:
+    conn.execute(
+        update(contacts)
+        .where(contacts.c.id.in_(ids))
+        .values(status=to_status, status_changed_at=now, updated_at=now)
+    )
+    conn.execute(
+        insert(status_history),
+        [
+            {
+                "contact_id": i,
+                "from_status": from_status,
+                "to_status": to_status,
+                "origin": origin,
+                "actor": actor,
+                "at": now,
+            }
+            for i in ids
+        ],
+    )
+
+
+def live_id(conn: Connection, contact_id: int) -> int:
+    """The id of the live contact `contact_id` is or was merged into."""
+    row = conn.execute(
+        select(contacts.c.id, contacts.c.merged_into).where(contacts.c.id == contact_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no contact with id {contact_id}")
+    return int(row.merged_into or row.id)
+
+
+def list_contacts(
+    store: Store, status: int | None = None, limit: int = 50, offset: int = 0
+) -> tuple[int, list[dict[str, Any]]]:
+    """Live contacts, newest first, and how many match in all."""
+    where: list[ColumnElement[bool]] = [contacts.c.merged_into.is_(None)]
+    if status is not None:
+        where.append(contacts.c.status == status)
+    with store.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(contacts).where(*where)).scalar_one()
+        rows = conn.execute(
+            select(contacts)
+            .where(*where)
+            .order_by(contacts.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return total, [_contact_dict(store, r._mapping) for r in rows]
+
+
+def _contact_dict(store: Store, m: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": m["id"]}
+    out.update({f: m[f] for f in STANDARD_FIELDS})
+    out.update(
+        status=m["status"],
+        status_name=store.catalogue.name(m["status"]),
+        status_changed_at=_iso(m["status_changed_at"]),
+        score=m["score"],
+        custom=m["custom"],
+        created_at=_iso(m["created_at"]),
+        updated_at=_iso(m["updated_at"]),
+    )
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
+    """One contact with its identities, status history, leads and timeline.
+
+    An absorbed id shows the survivor, with `merged_from` saying so."""
+    with store.engine.connect() as conn:
+        live = live_id(conn, contact_id)
+        row = conn.execute(select(contacts).where(contacts.c.id == live)).one()
+        out = _contact_dict(store, row._mapping)
+        if live != contact_id:
+            out["merged_from"] = contact_id
+        out["identities"] = [
+            {"kind": k, "key": key}
+            for key, k in conn.execute(
+                select(identities.c.key, identities.c.kind)
+                .where(identities.c.contact_id == live)
+                .order_by(identities.c.key)
+            )
+        ]
+        out["status_history"] = [
+            {
+                "from": store.catalogue.name(h.from_status) if h.from_status is not None else None,
+                "to": store.catalogue.name(h.to_status),
+                "origin": h.origin,
+                "actor": h.actor,
+                "at": _iso(h.at),
+            }
+            for h in conn.execute(
+                select(status_history)
+                .where(status_history.c.contact_id == live)
+                .order_by(status_history.c.at, status_history.c.id)
+            )
+        ]
+        out["leads"] = [
+            {
+                "source": lead.source,
+                "source_id": lead.source_id,
+                "ref": lead.ref,
+                "occurred_at": _iso(lead.occurred_at),
+                "received_at": _iso(lead.received_at),
+                "context": lead.context,
+            }
+            for lead in conn.execute(
+                select(leads).where(leads.c.contact_id == live).order_by(leads.c.id)
+            )
+        ]
+        out["interactions"] = [
+            {"kind": i.kind, "at": _iso(i.occurred_at), "source": i.source, "data": i.data}
+            for i in conn.execute(
+                select(interactions)
+                .where(interactions.c.contact_id == live)
+                .order_by(interactions.c.occurred_at)
+            )
+        ]
+        return out
+
+
+def set_status(store: Store, contact_id: int, status: str | int, actor: str | None) -> int:
+    """A person moves a contact to `status` (any status: people are trusted)."""
+    target = store.catalogue.resolve(status)
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        live = live_id(conn, contact_id)
+        current = conn.execute(select(contacts.c.status).where(contacts.c.id == live)).scalar_one()
+        if current != target.id:
+            _move(conn, [live], current, target.id, "person", actor, now)
+        return live
+
+
+def merge_contacts(store: Store, survivor: int, absorbed: int, actor: str | None) -> int:
+    """Fold `absorbed` into `survivor` (DOMAIN.md): the survivor's values win, blanks
+    are filled from the absorbed, and everything that pointed at it moves over."""
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        keep, gone = live_id(conn, survivor), live_id(conn, absorbed)
+        if keep == gone:
+            raise ValueError(f"contacts {survivor} and {absorbed} are already one contact ({keep})")
+        a = conn.execute(select(contacts).where(contacts.c.id == keep)).one()._mapping
+        b = conn.execute(select(contacts).where(contacts.c.id == gone)).one()._mapping
+        filled = {f: b[f] for f in STANDARD_FIELDS if a[f] in (None, "") and b[f]}
+        custom = {**(b["custom"] or {}), **(a["custom"] or {})}
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.id == keep)
+            .values(**filled, custom=custom, updated_at=now)
+        )
+        merge_rows(conn, gone, keep, now, actor=actor)
+        return keep
+
+
+def quarantine_list(store: Store, include_resolved: bool = False) -> list[dict[str, Any]]:
+    query = select(quarantine).order_by(quarantine.c.id)
+    if not include_resolved:
+        query = query.where(quarantine.c.resolved_at.is_(None))
+    with store.engine.connect() as conn:
+        return [
+            {
+                "id": q.id,
+                "source": q.source,
+                "ref": q.ref,
+                "field": q.field,
+                "reason": q.reason,
+                "attempts": q.attempts,
+                "created_at": _iso(q.created_at),
+                "resolved_at": _iso(q.resolved_at),
+                "raw": q.raw,
+            }
+            for q in conn.execute(query)
+        ]
+
+
+def counts(store: Store) -> dict[str, int]:
+    """Live contacts by status name, plus open quarantine."""
+    with store.engine.connect() as conn:
+        by_status: dict[int, int] = dict(
+            conn.execute(
+                select(contacts.c.status, func.count())
+                .where(contacts.c.merged_into.is_(None))
+                .group_by(contacts.c.status)
+            ).all()
+        )
+        open_q = conn.execute(
+            select(func.count()).select_from(quarantine).where(quarantine.c.resolved_at.is_(None))
+        ).scalar_one()
+    out = {store.catalogue.name(k): int(v) for k, v in sorted(by_status.items())}
+    out["quarantine"] = int(open_q)
+    return out

@@ -1,0 +1,137 @@
+"""Opening a store: engine per backend, SQLite tuning, Alembic migrations."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from connector.statuses import Catalogue
+
+DEFAULT_URL = "sqlite:///leadsync.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as it is; the message says what to do."""
+
+
+def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
+    # Take transaction control from the sqlite3 module (it would otherwise open and
+    # close transactions on its own) so SQLAlchemy's BEGIN/COMMIT are the real ones.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (the CLI, /readyz) work while the daemon writes; NORMAL is
+    # durable across process crashes (only an OS crash can lose the last commit).
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: hot identity index
+    cur.close()
+
+
+def _begin_sqlite(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, tuned for its backend."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "begin", _begin_sqlite)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise StoreError(
+        f"unsupported store url {parsed.render_as_string()!r}: use sqlite:/// or postgresql://"
+    )
+
+
+def _alembic(connection: Any) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic(None)).get_current_head()
+
+
+@dataclass
+class Store:
+    """An open store: the engine and the status catalogue its contacts use."""
+
+    engine: Engine
+    catalogue: Catalogue = field(default_factory=Catalogue.default)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self) -> None:
+        """Apply every pending migration (`leadsync db upgrade`)."""
+        with self.engine.begin() as conn:
+            command.upgrade(_alembic(conn), "head")
+
+    def is_current(self) -> bool:
+        return self.current_revision() == head_revision()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def store_url(explicit: str | None = None) -> str:
+    """The store URL: explicit, else LEADSYNC_STORE_URL, else the embedded default."""
+    return explicit or os.environ.get("LEADSYNC_STORE_URL") or DEFAULT_URL
+
+
+def open_store(
+    url: str | None = None, catalogue: Catalogue | None = None, upgrade: bool | None = None
+) -> Store:
+    """Open the store at `url`.
+
+    The embedded SQLite default upgrades itself on first use (nothing to set up);
+    PostgreSQL is shared by replicas and upgraded deliberately with `leadsync db upgrade`,
+    so an outdated schema there is an error that says so.
+    """
+    engine = make_engine(store_url(url))
+    store = Store(engine, catalogue or Catalogue.default())
+    if upgrade is None:
+        upgrade = engine.dialect.name == "sqlite"
+    if upgrade:
+        if not store.is_current():
+            store.upgrade()
+    elif not store.is_current():
+        raise StoreError(
+            f"the store at {store.url} is at revision {store.current_revision()!r}, "
+            f"leadsync needs {head_revision()!r}: run `leadsync db upgrade`"
+        )
+    from connector.store.contacts import apply_catalogue
+
+    apply_catalogue(store)
+    return store

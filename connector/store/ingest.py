@@ -1,0 +1,282 @@
+"""The write path of ingest: read what a batch needs, write its plan, in one transaction.
+
+A batch costs a fixed number of statements whatever its size (three lookups, a handful
+of executemany writes), which is what makes the store keep up with the normalisers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from connector.identity import ContactState, Plan
+from connector.model import STANDARD_FIELDS, Resolved
+from connector.store.tables import (
+    contacts,
+    cursors,
+    identities,
+    interactions,
+    leads,
+    quarantine,
+    status_history,
+)
+
+# Bound parameters per IN list; well under SQLite's 32,766 and PostgreSQL's 65,535.
+_IN_CHUNK = 5000
+
+
+def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def lookup(
+    conn: Connection, source: str, records: Sequence[Resolved]
+) -> tuple[dict[str, int], dict[str, tuple[str, int]], list[ContactState]]:
+    """What the store knows about a batch: its keys, its leads and their contacts."""
+    keys: dict[str, int] = {}
+    wanted_keys = list({k for r in records for k in r.keys})
+    for part in _chunks(wanted_keys):
+        rows = conn.execute(
+            select(identities.c.key, identities.c.contact_id).where(identities.c.key.in_(part))
+        )
+        keys.update((k, c) for k, c in rows)
+    known: dict[str, tuple[str, int]] = {}
+    wanted_leads = list({r.source_id for r in records})
+    for part in _chunks(wanted_leads):
+        found = conn.execute(
+            select(leads.c.source_id, leads.c.payload_hash, leads.c.contact_id).where(
+                leads.c.source == source, leads.c.source_id.in_(part)
+            )
+        )
+        known.update((s, (h, c)) for s, h, c in found)
+    ids = list(set(keys.values()) | {c for _, c in known.values()})
+    states: list[ContactState] = []
+    for part in _chunks(ids):
+        for row in conn.execute(select(contacts).where(contacts.c.id.in_(part))):
+            m = row._mapping
+            states.append(
+                ContactState(
+                    id=m["id"],
+                    status=m["status"],
+                    attrs={f: m[f] for f in STANDARD_FIELDS if m[f] is not None},
+                    custom=dict(m["custom"] or {}),
+                    status_changed_at=m["status_changed_at"],
+                )
+            )
+    return keys, known, states
+
+
+def merge_rows(
+    conn: Connection, absorbed: int, survivor: int, now: datetime, actor: str | None = None
+) -> None:
+    """Point everything that pointed at `absorbed` at `survivor`; leave a tombstone."""
+    for table in (identities, leads, interactions, status_history):
+        conn.execute(
+            update(table).where(table.c.contact_id == absorbed).values(contact_id=survivor)
+        )
+    # Earlier tombstones follow, so merged_into is always one hop from a live contact.
+    conn.execute(
+        update(contacts).where(contacts.c.merged_into == absorbed).values(merged_into=survivor)
+    )
+    conn.execute(
+        update(contacts)
+        .where(contacts.c.id == absorbed)
+        .values(merged_into=survivor, updated_at=now)
+    )
+    conn.execute(
+        insert(interactions).values(
+            contact_id=survivor,
+            kind="merge",
+            occurred_at=now,
+            source=None,
+            data={"absorbed": absorbed, "actor": actor} if actor else {"absorbed": absorbed},
+        )
+    )
+
+
+def _contact_row(state: ContactState, now: datetime) -> dict[str, Any]:
+    row: dict[str, Any] = {f: state.attrs.get(f) for f in STANDARD_FIELDS}
+    row.update(
+        status=state.status,
+        status_changed_at=state.status_changed_at,
+        custom=state.custom,
+        updated_at=now,
+    )
+    return row
+
+
+def apply(conn: Connection, plan: Plan, now: datetime) -> None:
+    """Write a resolver's plan. The caller owns the transaction."""
+    for absorbed, survivor in plan.merges:
+        merge_rows(conn, absorbed, survivor, now)
+
+    new = [c for c in plan.contacts.values() if c.new]
+    real: dict[int, int] = {}
+    if new:
+        rows = [{**_contact_row(c, now), "created_at": now} for c in new]
+        ids = conn.execute(
+            insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+        real = {c.id: i for c, i in zip(new, ids, strict=True)}
+
+    def final(contact_id: int) -> int:
+        contact_id = plan.find(contact_id)
+        return real.get(contact_id, contact_id)
+
+    dirty = [c for c in plan.contacts.values() if c.dirty and not c.new]
+    if dirty:
+        stmt = (
+            update(contacts)
+            .where(contacts.c.id == bindparam("_id"))
+            .values(
+                {
+                    name: bindparam(name)
+                    for name in (
+                        *STANDARD_FIELDS,
+                        "status",
+                        "status_changed_at",
+                        "custom",
+                        "updated_at",
+                    )
+                }
+            )
+        )
+        conn.execute(stmt, [{**_contact_row(c, now), "_id": c.id} for c in dirty])
+
+    if plan.identities:
+        conn.execute(
+            insert(identities),
+            [
+                {"key": k, "kind": k.split(":", 1)[0], "contact_id": final(c), "created_at": now}
+                for k, c in plan.identities
+            ],
+        )
+
+    fresh = [w for w in plan.leads.values() if not w.exists]
+    if fresh:
+        conn.execute(insert(leads), [_lead_row(w.record, final(w.contact_id), now) for w in fresh])
+    changed = [w for w in plan.leads.values() if w.exists]
+    if changed:
+        conn.execute(
+            update(leads)
+            .where(leads.c.source == bindparam("_source"))
+            .where(leads.c.source_id == bindparam("_source_id"))
+            .values(
+                contact_id=bindparam("contact_id"),
+                payload_hash=bindparam("payload_hash"),
+                ref=bindparam("ref"),
+                raw=bindparam("raw"),
+                context=bindparam("context"),
+                occurred_at=bindparam("occurred_at"),
+                received_at=bindparam("received_at"),
+            ),
+            [
+                {
+                    **_lead_row(w.record, final(w.contact_id), now),
+                    "_source": w.record.source,
+                    "_source_id": w.record.source_id,
+                }
+                for w in changed
+            ],
+        )
+
+    if plan.history:
+        conn.execute(
+            insert(status_history),
+            [
+                {
+                    "contact_id": final(h.contact_id),
+                    "from_status": h.from_status,
+                    "to_status": h.to_status,
+                    "origin": h.origin,
+                    "actor": None,
+                    "at": h.at,
+                }
+                for h in plan.history
+            ],
+        )
+
+
+def _lead_row(record: Resolved, contact_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "source": record.source,
+        "source_id": record.source_id,
+        "contact_id": contact_id,
+        "payload_hash": record.payload_hash,
+        "ref": record.ref,
+        "raw": record.raw,
+        "context": record.context,
+        "occurred_at": record.occurred_at,
+        "received_at": now,
+    }
+
+
+def fingerprint(source: str, raw: Any) -> str:
+    blob = json.dumps([source, raw], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def quarantine_records(
+    conn: Connection, records: Sequence[Resolved], context: dict[str, Any], now: datetime
+) -> int:
+    """File records with problems, one row per record naming its first problem field and
+    all reasons. A record already filed (same source and raw content) is not filed again.
+    Returns how many were newly filed."""
+    if not records:
+        return 0
+    by_print = {fingerprint(r.source, r.raw): r for r in records}
+    source = records[0].source
+    existing: set[str] = set()
+    prints = list(by_print)
+    for part in _chunks(prints):
+        existing.update(
+            conn.execute(
+                select(quarantine.c.fingerprint).where(
+                    quarantine.c.source == source, quarantine.c.fingerprint.in_(part)
+                )
+            ).scalars()
+        )
+    rows = [
+        {
+            "source": r.source,
+            "ref": r.ref,
+            "field": r.problems[0].field,
+            "reason": "; ".join(str(p) for p in r.problems),
+            "raw": r.raw,
+            "context": context,
+            "fingerprint": fp,
+            "attempts": 1,
+            "created_at": now,
+            "resolved_at": None,
+        }
+        for fp, r in by_print.items()
+        if fp not in existing
+    ]
+    if rows:
+        conn.execute(insert(quarantine), rows)
+    return len(rows)
+
+
+def save_cursor(conn: Connection, source: str, stream: str, value: Any, now: datetime) -> None:
+    """Upsert a cursor; called in the transaction that wrote the rows it covers."""
+    done = conn.execute(
+        update(cursors)
+        .where(cursors.c.source == source, cursors.c.stream == stream)
+        .values(value=value, updated_at=now)
+    )
+    if done.rowcount == 0:
+        conn.execute(
+            insert(cursors).values(source=source, stream=stream, value=value, updated_at=now)
+        )
+
+
+def load_cursor(conn: Connection, source: str, stream: str) -> Any:
+    return conn.execute(
+        select(cursors.c.value).where(cursors.c.source == source, cursors.c.stream == stream)
+    ).scalar_one_or_none()

@@ -1,0 +1,186 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations in ./migrations own the DDL;
+this module is what queries are written against and must match the newest revision
+(tests/contract/test_store.py checks that autogenerate finds no difference)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, whatever the backend keeps.
+
+    SQLite has no timezone type and hands back naive datetimes; PostgreSQL's
+    timestamptz does. Storing naive UTC on SQLite and aware on PostgreSQL, and always
+    returning aware UTC, keeps comparisons in Python correct on both."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("status", Integer, nullable=False),
+    Column("status_changed_at", UTCDateTime()),
+    Column("email", String(320)),
+    Column("phone", String(32)),
+    Column("first_name", Text),
+    Column("last_name", Text),
+    Column("company", Text),
+    Column("city", Text),
+    Column("state", Text),
+    Column("zip", String(32)),
+    Column("country", String(2)),
+    Column("date_of_birth", String(10)),
+    Column("gender", String(1)),
+    Column("owner", Text),
+    Column("external_id", Text),
+    Column("score", Float),
+    Column("custom", Json, nullable=False),
+    # A merged contact stays as a tombstone so late references land on the survivor.
+    Column("merged_into", Integer, ForeignKey("contacts.id")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "status"),
+    Index(None, "merged_into"),
+)
+
+# Every key that identifies a person (email, phone, external id), one row each, unique:
+# the unique index is what stops two writers from creating the same person twice.
+identities = Table(
+    "identities",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "contact_id"),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False),
+    Column("source_id", String(256), nullable=False),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("payload_hash", String(64), nullable=False),
+    Column("ref", Text, nullable=False),
+    Column("raw", Json, nullable=False),
+    Column("context", Json, nullable=False),
+    Column("occurred_at", UTCDateTime()),
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "contact_id"),
+)
+
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("source", String(128)),
+    Column("data", Json, nullable=False),
+    Index(None, "contact_id", "occurred_at"),
+)
+
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("from_status", Integer),
+    Column("to_status", Integer, nullable=False),
+    Column("origin", String(128), nullable=False),
+    Column("actor", Text),
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "contact_id", "at"),
+)
+
+# The catalogue last applied to this store, so a status deleted from the YAML can be
+# detected and its contacts moved to Unknown with a history entry.
+statuses = Table(
+    "statuses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("terminal", Boolean, nullable=False),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("stream", String(256), primary_key=True),
+    Column("value", Json, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False),
+    Column("ref", Text, nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", Json, nullable=False),
+    # What a retry needs to map the record again (adapter kind, mapping file, region).
+    Column("context", Json, nullable=False),
+    # sha256 of source + raw: re-importing the same bad row does not file it twice.
+    Column("fingerprint", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime()),
+    UniqueConstraint("source", "fingerprint"),
+)
