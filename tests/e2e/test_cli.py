@@ -1,0 +1,186 @@
+"""The `leadsync` command as a user runs it: a real process, a real store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+SAMPLE = ROOT / "adapters" / "csv" / "samples"
+
+
+def run(
+    *args: str, store: str | None = None, stdin: str | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "connector"]
+    if store:
+        cmd += ["--store", store]
+    proc = subprocess.run([*cmd, *args], input=stdin, capture_output=True, text=True, timeout=120)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_import_sample_twice_then_look(store: str) -> None:
+    args = [
+        "import",
+        "csv",
+        str(SAMPLE / "leads.csv"),
+        "--mapping",
+        str(SAMPLE / "leads.yaml"),
+        "--json",
+    ]
+    first = json.loads(run(*args, store=store).stdout)
+    assert first["rows"] == 34
+    assert first["quarantined"] == 6
+    # 28 good rows: 4 repeat people already seen, 2 merge two contacts each into one
+    assert first["created"] == 20 and first["merged"] == 2
+    second = json.loads(run(*args, store=store).stdout)
+    assert (second["created"], second["updated"], second["merged"]) == (0, 0, 0)
+    contacts = lines(run("contacts", "list", "--json", "--limit", "100", store=store).stdout)
+    assert len(contacts) == 20
+    siti = next(c for c in contacts if c["email"] == "siti.nurhaliza@gmail.com")
+    assert siti["phone"] == "+60123456789" and siti["status_name"] == "New"
+    assert siti["custom"] == {"budget": 12500.0, "marketing_consent": True}
+    hoa = next(c for c in contacts if c["email"] == "hoa.pham@gmail.com")
+    assert hoa["phone"] == "+84903111222" and hoa["status_name"] == "Qualified"
+    shown = json.loads(run("contacts", "show", str(hoa["id"]), "--json", store=store).stdout)
+    assert {i["key"] for i in shown["identities"]} == {
+        "email:hoa.pham@gmail.com",
+        "phone:+84903111222",
+    }
+    assert [h["to"] for h in shown["status_history"]] == ["New", "Qualified"]
+    quarantined = lines(run("quarantine", "list", "--json", store=store).stdout)
+    assert {q["ref"]: q["field"] for q in quarantined} == {
+        "row 30": "phone",
+        "row 31": "email",
+        "row 32": "status (column 'Status')",
+        "row 33": "email",
+        "row 34": "budget (column 'Budżet')",
+        "row 35": "country",
+    }
+
+
+def test_set_status_and_merge(store: str) -> None:
+    run(
+        "import",
+        "csv",
+        str(SAMPLE / "leads.csv"),
+        "--mapping",
+        str(SAMPLE / "leads.yaml"),
+        "--json",
+        store=store,
+    )
+    ids = [c["id"] for c in lines(run("contacts", "list", "--json", store=store).stdout)][:2]
+    run("contacts", "set-status", str(ids[0]), "Negotiating", "--actor", "kevin", store=store)
+    run("contacts", "merge", str(ids[0]), str(ids[1]), store=store)
+    shown = json.loads(run("contacts", "show", str(ids[1]), "--json", store=store).stdout)
+    assert shown["id"] == ids[0] and shown["status_name"] == "Negotiating"
+    bad = run("contacts", "set-status", str(ids[0]), "Maybe", store=store, ok=False)
+    assert bad.returncode == 2 and "unknown status 'Maybe'" in bad.stderr
+    missing = run("contacts", "show", "99999", store=store, ok=False)
+    assert missing.returncode == 2 and "no contact with id 99999" in missing.stderr
+
+
+def test_quarantine_retry_after_fixing_the_mapping(store: str, tmp_path: Path) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text((SAMPLE / "leads.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    run("import", "csv", str(SAMPLE / "leads.csv"), "--mapping", str(mapping), store=store)
+    fixed = mapping.read_text(encoding="utf-8").replace(
+        "      Thất bại: Lost", "      Thất bại: Lost\n      Có thể: Reach"
+    )
+    mapping.write_text(fixed, encoding="utf-8")
+    stats = json.loads(run("quarantine", "retry", "--json", store=store).stdout)
+    assert stats["created"] == 1 and stats["quarantined"] == 5
+    left = lines(run("quarantine", "list", "--json", store=store).stdout)
+    assert len(left) == 5 and all(q["attempts"] == 2 for q in left)
+
+
+def test_dry_run_writes_nothing(store: str) -> None:
+    out = json.loads(
+        run(
+            "import",
+            "csv",
+            str(SAMPLE / "leads.csv"),
+            "--mapping",
+            str(SAMPLE / "leads.yaml"),
+            "--dry-run",
+            "--json",
+            store=store,
+        ).stdout
+    )
+    assert out["created"] == 20 and out["dry_run"] is True
+    assert lines(run("contacts", "list", "--json", store=store).stdout) == []
+
+
+def test_match_keys_reproduces_metas_examples() -> None:
+    stdin = "\n".join(
+        json.dumps(r, ensure_ascii=False)
+        for r in [
+            {
+                "email": "John_Smith@gmail.com",
+                "phone": "(650)555-1212",
+                "first_name": "Mary",
+                "last_name": "정",
+            },
+            {"first_name": "Valéry", "phone": "12345"},
+        ]
+    )
+    out = lines(run("match-keys", "--region", "US", stdin=stdin).stdout)
+    keys = out[0]["match_keys"]
+    assert (
+        keys["EMAIL"]["sha256"]
+        == "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+    )
+    assert keys["PHONE"] == {
+        "normalized": "16505551212",
+        "sha256": "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176",
+    }
+    assert (
+        keys["FN"]["sha256"] == "6915771be1c5aa0c886870b6951b03d7eafc121fea0e80a5ea83beb7c449f4ec"
+    )
+    assert (
+        keys["LN"]["sha256"] == "8fa8cd9c440be61d0151429310034083132b35975c4bea67fdd74158eb51db14"
+    )
+    assert (
+        out[1]["match_keys"]["FN"]["sha256"]
+        == "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c"
+    )
+    assert "phone" in out[1]["errors"] and out[0]["errors"] == {}
+
+
+def test_config_validate_and_schema(tmp_path: Path) -> None:
+    assert (
+        "valid config"
+        in run("config", "validate", str(ROOT / "config" / "leadsync.example.yaml")).stdout
+    )
+    assert "valid mapping" in run("config", "validate", str(SAMPLE / "leads.yaml")).stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("store:\n  url: 5\n  uri: x\n", encoding="utf-8")
+    proc = run("config", "validate", str(bad), ok=False)
+    assert proc.returncode == 2 and f"{bad}:3: store.uri" in proc.stderr
+    schema = json.loads(run("config", "schema").stdout)
+    assert "store" in schema["properties"]
+    assert schema["$defs"]["StoreConfig"]["properties"]["url"]["description"]
+
+
+def test_db_upgrade_and_demo(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'up.db'}"
+    assert "revision 0001" in run("db", "upgrade", store=url).stdout
+    demo = run("demo", "--workdir", str(tmp_path / "demo"))
+    assert "20 contacts" in demo.stdout and "quarantined" in demo.stdout
+    assert "0 created, 0 updated" in demo.stdout

@@ -1,0 +1,136 @@
+"""kill -9 in the middle of an import, several times, then finish it: every lead is in
+the store exactly once and the result equals an uninterrupted import."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from connector.store.tables import contacts, cursors, identities, leads, quarantine
+
+pytestmark = pytest.mark.slow
+
+MAPPING = "columns:\n  Name: first_name\n  Email: email\n  Phone: phone\n  City: city\n"
+
+
+def make_csv(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    people: list[tuple[str, str, str]] = []
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["Name", "Email", "Phone", "City"])
+        for i in range(rows):
+            if people and rng.random() < 0.2:  # the same person again, other formatting
+                name, email, phone = rng.choice(people)
+                out.writerow(
+                    [name.upper(), f"  {email.upper()} ", phone.replace(" ", ""), "Kraków"]
+                )
+                continue
+            if rng.random() < 0.02:
+                out.writerow([f"Bad {i}", f"bad{i}@", "", "X"])
+                continue
+            name, email = f"Osoba {i}", f"osoba{i}@przyklad.pl"
+            phone = (
+                f"+48 6{rng.randint(0, 99):02d} {rng.randint(0, 999):03d} {rng.randint(0, 999):03d}"
+            )
+            people.append((name, email, phone))
+            out.writerow([name, email, phone, rng.choice(["Łódź", "Gdańsk", "Poznań"])])
+
+
+def snapshot(url: str) -> dict[str, object]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+
+        def n(table, *where):  # type: ignore[no-untyped-def]
+            return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+        people = sorted(
+            conn.execute(
+                select(contacts.c.email, contacts.c.phone).where(contacts.c.merged_into.is_(None))
+            ).all()
+        )
+        dup_leads = conn.execute(
+            select(func.count()).select_from(
+                select(leads.c.source_id)
+                .group_by(leads.c.source, leads.c.source_id)
+                .having(func.count() > 1)
+                .subquery()
+            )
+        ).scalar_one()
+        out = {
+            "contacts": n(contacts, contacts.c.merged_into.is_(None)),
+            "leads": n(leads),
+            "identities": n(identities),
+            "quarantine": n(quarantine),
+            "duplicate_leads": dup_leads,
+            "people": people,
+            "cursor": conn.execute(select(cursors.c.value)).scalar_one_or_none(),
+        }
+    engine.dispose()
+    return out
+
+
+def import_cmd(url: str, data: Path, mapping: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "connector",
+        "--store",
+        url,
+        "import",
+        "csv",
+        str(data),
+        "--mapping",
+        str(mapping),
+        "--source",
+        "people",
+        "--region",
+        "PL",
+        "--json",
+    ]
+
+
+def test_kill_nine_mid_import_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    data, mapping = tmp_path / "people.csv", tmp_path / "m.yaml"
+    make_csv(data, 30_000)
+    mapping.write_text(MAPPING, encoding="utf-8")
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    subprocess.run(
+        import_cmd(reference, data, mapping), check=True, capture_output=True, timeout=300
+    )
+    expected = snapshot(reference)
+    assert expected["duplicate_leads"] == 0 and expected["quarantine"] > 0
+
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    rng = random.Random(11)
+    kills = 0
+    for _ in range(5):
+        proc = subprocess.Popen(
+            import_cmd(url, data, mapping),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        time.sleep(rng.uniform(0.8, 3.0))
+        if proc.poll() is None:
+            # The whole process group: the importer and its normalising workers.
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+    final = subprocess.run(
+        import_cmd(url, data, mapping), check=True, capture_output=True, text=True, timeout=300
+    )
+    assert json.loads(final.stdout)["rows"] >= 0
+    assert kills >= 2, "the import finished before it could be killed: make the file bigger"
+    got = snapshot(url)
+    assert got == expected
