@@ -228,3 +228,88 @@ def test_dates_round_trip(day) -> None:  # type: ignore[no-untyped-def]
         assert "outside" in exc.reason or len(iso) != 10
         return
     assert out == iso and n.date_of_birth(out) == out
+
+
+# -- the fast paths agree with the libraries they shortcut ---------------------------
+
+REGIONS = ["MY", "PL", "VN", "US", "GB", "DE", "IT", "AR", "MX", "BR", "RU", "IN", "JP", "AU", "FR"]
+
+
+def _library_phone(text: str, region: str | None) -> str | None:
+    import phonenumbers
+
+    text = text.strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@settings(max_examples=3000)
+@given(
+    st.sampled_from(["", "+", "00", "0", "1", "8"]),
+    st.integers(min_value=10**5, max_value=10**12),
+    st.sampled_from(REGIONS),
+    st.sampled_from(["", " ", "-", "."]),
+)
+def test_phone_fast_path_agrees_with_phonenumbers(
+    prefix: str, digits: int, region: str, sep: str
+) -> None:
+    body = str(digits)
+    text = prefix + sep.join([body[:3], body[3:6], body[6:]])
+    fast = n._fast_e164(text, region)
+    if fast is not None:
+        assert fast == _library_phone(text, region), text
+
+
+def test_phone_fast_path_agrees_on_real_shapes() -> None:
+    import phonenumbers
+
+    # Every region's own example numbers, national and international, with separators.
+    checked = 0
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            for fmt in (
+                phonenumbers.PhoneNumberFormat.NATIONAL,
+                phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+            ):
+                text = phonenumbers.format_number(example, fmt)
+                fast = n._fast_e164(text, region)
+                if fast is not None:
+                    checked += 1
+                    assert fast == _library_phone(text, region), (region, text)
+    assert checked > 300  # the fast path takes most real numbers
+
+
+@settings(max_examples=1000)
+@given(
+    st.text(
+        alphabet=st.characters(categories=("Ll", "Lu", "Lo", "Nd"), include_characters="._-+"),
+        min_size=1,
+        max_size=20,
+    ),
+    st.sampled_from(["gmail.com", "wp.pl", "przykład.pl", "fpt.vn"]),
+)
+def test_email_fast_path_agrees_with_email_validator(local: str, domain: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    address = f"{local}@{domain}"
+    try:
+        expected: str | None = validate_email(
+            address.strip().lower(), check_deliverability=False
+        ).normalized.lower()
+    except EmailNotValidError:
+        expected = None
+    try:
+        got: str | None = n.email(address)
+    except NormalizationError:
+        got = None
+    assert got == expected
