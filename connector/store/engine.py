@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -40,7 +41,21 @@ def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _begin_sqlite(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
+    # (every ingest batch) then waits its turn under busy_timeout instead of failing
+    # with "database is locked" when another writer got there first, and ids reserved
+    # after max(id) (store/bulk.py) cannot collide.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _dumps(value: Any) -> str:
+    # Every lead's raw payload is JSON in the store: orjson keeps that off the profile.
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _loads(value: Any) -> Any:
+    # SQLite gives a JSON column numeric affinity: a stored `4` comes back as the int.
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def make_engine(url: str) -> Engine:
@@ -49,7 +64,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+        engine = create_engine(url, json_serializer=_dumps, json_deserializer=_loads)
         event.listen(engine, "connect", _tune_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
         return engine
@@ -57,7 +72,14 @@ def make_engine(url: str) -> Engine:
         if parsed.drivername == "postgresql":
             # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            json_serializer=_dumps,
+            json_deserializer=_loads,
+        )
     raise StoreError(
         f"unsupported store url {parsed.render_as_string()!r}: use sqlite:/// or postgresql://"
     )

@@ -7,15 +7,16 @@ of executemany writes), which is what makes the store keep up with the normalise
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from connector.identity import ContactState, Plan
 from connector.model import STANDARD_FIELDS, Resolved
+from connector.store.bulk import among, insert_rows, reserve_ids
 from connector.store.tables import (
     contacts,
     cursors,
@@ -26,14 +27,6 @@ from connector.store.tables import (
     status_history,
 )
 
-# Bound parameters per IN list; well under SQLite's 32,766 and PostgreSQL's 65,535.
-_IN_CHUNK = 5000
-
-
-def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
 
 def lookup(
     conn: Connection, source: str, records: Sequence[Resolved]
@@ -41,24 +34,22 @@ def lookup(
     """What the store knows about a batch: its keys, its leads and their contacts."""
     keys: dict[str, int] = {}
     wanted_keys = list({k for r in records for k in r.keys})
-    for part in _chunks(wanted_keys):
-        rows = conn.execute(
-            select(identities.c.key, identities.c.contact_id).where(identities.c.key.in_(part))
-        )
+    for cond in among(conn, identities.c.key, wanted_keys):
+        rows = conn.execute(select(identities.c.key, identities.c.contact_id).where(cond))
         keys.update((k, c) for k, c in rows)
     known: dict[str, tuple[str, int]] = {}
     wanted_leads = list({r.source_id for r in records})
-    for part in _chunks(wanted_leads):
+    for cond in among(conn, leads.c.source_id, wanted_leads):
         found = conn.execute(
             select(leads.c.source_id, leads.c.payload_hash, leads.c.contact_id).where(
-                leads.c.source == source, leads.c.source_id.in_(part)
+                leads.c.source == source, cond
             )
         )
         known.update((s, (h, c)) for s, h, c in found)
     ids = list(set(keys.values()) | {c for _, c in known.values()})
     states: list[ContactState] = []
-    for part in _chunks(ids):
-        for row in conn.execute(select(contacts).where(contacts.c.id.in_(part))):
+    for cond in among(conn, contacts.c.id, ids):
+        for row in conn.execute(select(contacts).where(cond)):
             m = row._mapping
             states.append(
                 ContactState(
@@ -117,13 +108,16 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
         merge_rows(conn, absorbed, survivor, now)
 
     new = [c for c in plan.contacts.values() if c.new]
-    real: dict[int, int] = {}
-    if new:
-        rows = [{**_contact_row(c, now), "created_at": now} for c in new]
-        ids = conn.execute(
-            insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
-        real = {c.id: i for c, i in zip(new, ids, strict=True)}
+    ids = reserve_ids(conn, contacts, len(new))
+    real = {c.id: i for c, i in zip(new, ids, strict=True)}
+    insert_rows(
+        conn,
+        contacts,
+        [
+            {"id": i, **_contact_row(c, now), "created_at": now}
+            for c, i in zip(new, ids, strict=True)
+        ],
+    )
 
     def final(contact_id: int) -> int:
         contact_id = plan.find(contact_id)
@@ -149,18 +143,16 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
         )
         conn.execute(stmt, [{**_contact_row(c, now), "_id": c.id} for c in dirty])
 
-    if plan.identities:
-        conn.execute(
-            insert(identities),
-            [
-                {"key": k, "kind": k.split(":", 1)[0], "contact_id": final(c), "created_at": now}
-                for k, c in plan.identities
-            ],
-        )
-
+    insert_rows(
+        conn,
+        identities,
+        [
+            {"key": k, "kind": k.split(":", 1)[0], "contact_id": final(c), "created_at": now}
+            for k, c in plan.identities
+        ],
+    )
     fresh = [w for w in plan.leads.values() if not w.exists]
-    if fresh:
-        conn.execute(insert(leads), [_lead_row(w.record, final(w.contact_id), now) for w in fresh])
+    insert_rows(conn, leads, [_lead_row(w.record, final(w.contact_id), now) for w in fresh])
     changed = [w for w in plan.leads.values() if w.exists]
     if changed:
         conn.execute(
@@ -186,21 +178,21 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
             ],
         )
 
-    if plan.history:
-        conn.execute(
-            insert(status_history),
-            [
-                {
-                    "contact_id": final(h.contact_id),
-                    "from_status": h.from_status,
-                    "to_status": h.to_status,
-                    "origin": h.origin,
-                    "actor": None,
-                    "at": h.at,
-                }
-                for h in plan.history
-            ],
-        )
+    insert_rows(
+        conn,
+        status_history,
+        [
+            {
+                "contact_id": final(h.contact_id),
+                "from_status": h.from_status,
+                "to_status": h.to_status,
+                "origin": h.origin,
+                "actor": None,
+                "at": h.at,
+            }
+            for h in plan.history
+        ],
+    )
 
 
 def _lead_row(record: Resolved, contact_id: int, now: datetime) -> dict[str, Any]:
@@ -218,8 +210,10 @@ def _lead_row(record: Resolved, contact_id: int, now: datetime) -> dict[str, Any
 
 
 def fingerprint(source: str, raw: Any) -> str:
-    blob = json.dumps([source, raw], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    blob = orjson.dumps(
+        [source, raw], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str
+    )
+    return hashlib.sha256(blob).hexdigest()
 
 
 def quarantine_records(
@@ -233,13 +227,10 @@ def quarantine_records(
     by_print = {fingerprint(r.source, r.raw): r for r in records}
     source = records[0].source
     existing: set[str] = set()
-    prints = list(by_print)
-    for part in _chunks(prints):
+    for cond in among(conn, quarantine.c.fingerprint, list(by_print)):
         existing.update(
             conn.execute(
-                select(quarantine.c.fingerprint).where(
-                    quarantine.c.source == source, quarantine.c.fingerprint.in_(part)
-                )
+                select(quarantine.c.fingerprint).where(quarantine.c.source == source, cond)
             ).scalars()
         )
     rows = [
@@ -258,8 +249,7 @@ def quarantine_records(
         for fp, r in by_print.items()
         if fp not in existing
     ]
-    if rows:
-        conn.execute(insert(quarantine), rows)
+    insert_rows(conn, quarantine, rows)
     return len(rows)
 
 
