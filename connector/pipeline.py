@@ -25,7 +25,14 @@ import structlog
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
-from connector.identity import Resolver, prepare
+from connector.identity import (
+    Normalised,
+    Resolver,
+    assemble,
+    normalise_many,
+    prepare,
+    slim_leads,
+)
 from connector.model import Lead, Resolved
 from connector.ports import Batch, LeadSource
 from connector.store import Store
@@ -63,6 +70,11 @@ def _prepare_many(records: list[Lead], region: str | None) -> list[Resolved]:
     return [prepare(r, region) for r in records]
 
 
+def _assembled(batch: Batch, future: Future[list[Normalised]]) -> list[Resolved]:
+    results = future.result()
+    return [assemble(lead, done) for lead, done in zip(batch.records, results, strict=True)]
+
+
 class _DryRun(Exception):
     pass
 
@@ -70,7 +82,8 @@ class _DryRun(Exception):
 class Pipeline:
     """Ingests leads into a store.
 
-    `workers`: processes that normalise (default: one per core; 0 normalises inline).
+    `workers`: processes that normalise (default: one per core but the writer's;
+    0 normalises inline).
     `batch_size`: records per transaction when the source hands over larger batches.
     """
 
@@ -87,7 +100,8 @@ class Pipeline:
     ) -> None:
         self.store = store
         self.default_region = default_region
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        # One core writes; the others normalise. On one core, normalise inline.
+        self.workers = max((os.cpu_count() or 1) - 1, 0) if workers is None else workers
         self.batch_size = batch_size
         self.dry_run = dry_run
         self.progress = progress
@@ -153,17 +167,24 @@ class Pipeline:
                     yield batch, _prepare_many(batch.records, region)
             return
         ctx = get_context("forkserver" if "forkserver" in _methods() else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            # Workers need the normalisers only; by default the fork server would import
+            # __main__ (the whole CLI, SQLAlchemy included) into every worker.
+            ctx.set_forkserver_preload(["connector.identity"])
         with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
-            pending: deque[tuple[Batch, Future[list[Resolved]]]] = deque()
+            pending: deque[tuple[Batch, Future[list[Normalised]]]] = deque()
             ahead = self.workers + 1  # bounded read-ahead keeps memory flat
             for batch in _chain(first, second, batches):
-                pending.append((batch, pool.submit(_prepare_many, batch.records, region)))
+                # Workers get only what normalising reads (not the raw payload) and send
+                # back only what it adds: pickling is the price of every process hop.
+                job = pool.submit(normalise_many, slim_leads(batch.records), region)
+                pending.append((batch, job))
                 if len(pending) > ahead:
                     done, future = pending.popleft()
-                    yield done, future.result()
+                    yield done, _assembled(done, future)
             while pending:
                 done, future = pending.popleft()
-                yield done, future.result()
+                yield done, _assembled(done, future)
 
     def _write(
         self,
