@@ -247,3 +247,36 @@ def test_worker_processes_give_the_same_result(store: Store) -> None:
     stats = Pipeline(store, workers=2, batch_size=50).run(source)
     assert stats.rows == 400 and stats.created == 150
     assert live(store) == 150
+
+
+def test_concurrent_writers_make_one_contact_per_person(store_url: str) -> None:
+    """Two processes' worth of writers (threads with their own pipelines) ingest the same
+    people at once: the store's unique keys and the pipeline's retry on a lost race
+    must leave exactly one contact per person and lose no lead."""
+    import threading
+
+    stores = [open_store(store_url) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            for start in range(0, 300, 30):
+                records = [
+                    lead(f"{n}-{i}", source=f"s{n}", email=f"p{i}@x.com", phone=f"+6012{i:07d}")
+                    for i in range(start, start + 30)
+                ]
+                Pipeline(stores[n], workers=0).ingest(f"s{n}", records)
+        except BaseException as exc:  # surfaced below, with the thread's traceback
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert live(stores[0]) == 300
+    assert count(stores[0], leads) == 600
+    assert count(stores[0], identities) == 600  # one email and one phone per person
+    for s in stores:
+        s.close()
