@@ -12,6 +12,13 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "adapters" / "csv" / "samples"
+IMPORT_SAMPLE = (
+    "import",
+    "csv",
+    str(SAMPLE / "leads.csv"),
+    "--mapping",
+    str(SAMPLE / "leads.yaml"),
+)
 
 
 def run(
@@ -36,14 +43,7 @@ def store(tmp_path: Path) -> str:
 
 
 def test_import_sample_twice_then_look(store: str) -> None:
-    args = [
-        "import",
-        "csv",
-        str(SAMPLE / "leads.csv"),
-        "--mapping",
-        str(SAMPLE / "leads.yaml"),
-        "--json",
-    ]
+    args = [*IMPORT_SAMPLE, "--json"]
     first = json.loads(run(*args, store=store).stdout)
     assert first["rows"] == 34
     assert first["quarantined"] == 6
@@ -76,15 +76,7 @@ def test_import_sample_twice_then_look(store: str) -> None:
 
 
 def test_set_status_and_merge(store: str) -> None:
-    run(
-        "import",
-        "csv",
-        str(SAMPLE / "leads.csv"),
-        "--mapping",
-        str(SAMPLE / "leads.yaml"),
-        "--json",
-        store=store,
-    )
+    run(*IMPORT_SAMPLE, "--json", store=store)
     ids = [c["id"] for c in lines(run("contacts", "list", "--json", store=store).stdout)][:2]
     run("contacts", "set-status", str(ids[0]), "Negotiating", "--actor", "kevin", store=store)
     run("contacts", "merge", str(ids[0]), str(ids[1]), store=store)
@@ -111,18 +103,7 @@ def test_quarantine_retry_after_fixing_the_mapping(store: str, tmp_path: Path) -
 
 
 def test_dry_run_writes_nothing(store: str) -> None:
-    out = json.loads(
-        run(
-            "import",
-            "csv",
-            str(SAMPLE / "leads.csv"),
-            "--mapping",
-            str(SAMPLE / "leads.yaml"),
-            "--dry-run",
-            "--json",
-            store=store,
-        ).stdout
-    )
+    out = json.loads(run(*IMPORT_SAMPLE, "--dry-run", "--json", store=store).stdout)
     assert out["created"] == 20 and out["dry_run"] is True
     assert lines(run("contacts", "list", "--json", store=store).stdout) == []
 
