@@ -211,7 +211,7 @@ def city_key(value: str) -> str:
     return _letters(value, keep_spaces=False)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1)
 def _us_states() -> dict[str, str]:
     states: dict[str, str] = {}
     for sub in pycountry.subdivisions.get(country_code="US") or []:  # type: ignore[no-untyped-call]

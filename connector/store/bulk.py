@@ -33,13 +33,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-# Bound parameters per IN list on SQLite (its limit is 32,766).
-_IN_CHUNK = 5000
+from connector.store.engine import dump_json
 
 
 def _processors(conn: Connection, table: Table, cols: Sequence[str]) -> list[Any]:
     dialect = conn.dialect
-    serialize = dialect._json_serializer or _json_text
+    serialize = dialect._json_serializer or dump_json
 
     def json_text(value: Any) -> Any:
         return None if value is None else serialize(value)
@@ -53,10 +52,6 @@ def _processors(conn: Connection, table: Table, cols: Sequence[str]) -> list[Any
         else table.c[c].type._cached_bind_processor(dialect)
         for c in cols
     ]
-
-
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -80,7 +75,6 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     cols = list(rows[0])
     procs = [(i, _memoized(p)) for i, p in enumerate(_processors(conn, table, cols)) if p]
-    # (memoized by object: the shared `now` and context dicts convert once per batch)
     pick = itemgetter(*cols)
     single = len(cols) == 1  # itemgetter of one key returns the value, not a tuple
     values: list[Any] = [(pick(row),) for row in rows] if single else [pick(row) for row in rows]
@@ -146,9 +140,6 @@ def among(
     if conn.dialect.name == "postgresql":
         yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
         return
-    if conn.dialect.name == "sqlite":
-        listed = func.json_each(bindparam(None, orjson.dumps(list(values)).decode()))
-        yield column.in_(select(literal_column("value")).select_from(listed))
-        return
-    for start in range(0, len(values), _IN_CHUNK):
-        yield column.in_(values[start : start + _IN_CHUNK])
+    # SQLite (make_engine accepts no other backend).
+    listed = func.json_each(bindparam(None, orjson.dumps(list(values)).decode()))
+    yield column.in_(select(literal_column("value")).select_from(listed))

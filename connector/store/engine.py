@@ -48,7 +48,8 @@ def _begin_sqlite(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _dumps(value: Any) -> str:
+def dump_json(value: Any) -> str:
+    """The store's JSON encoder (engine option and bulk writes alike)."""
     # Every lead's raw payload is JSON in the store: orjson keeps that off the profile.
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
@@ -64,7 +65,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, json_serializer=_dumps, json_deserializer=_loads)
+        engine = create_engine(url, json_serializer=dump_json, json_deserializer=_loads)
         event.listen(engine, "connect", _tune_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
         return engine
@@ -77,7 +78,7 @@ def make_engine(url: str) -> Engine:
             pool_pre_ping=True,
             pool_size=5,
             max_overflow=5,
-            json_serializer=_dumps,
+            json_serializer=dump_json,
             json_deserializer=_loads,
         )
     raise StoreError(

@@ -6,15 +6,13 @@ of executemany writes), which is what makes the store keep up with the normalise
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from connector.identity import ContactState, Plan
+from connector.identity import ContactState, Plan, content_hash
 from connector.model import STANDARD_FIELDS, Resolved
 from connector.store.bulk import among, insert_rows, reserve_ids
 from connector.store.tables import (
@@ -210,10 +208,8 @@ def _lead_row(record: Resolved, contact_id: int, now: datetime) -> dict[str, Any
 
 
 def fingerprint(source: str, raw: Any) -> str:
-    blob = orjson.dumps(
-        [source, raw], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str
-    )
-    return hashlib.sha256(blob).hexdigest()
+    """Which quarantined record this is: the same raw content from the same source."""
+    return content_hash(source, raw)
 
 
 def quarantine_records(
