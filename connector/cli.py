@@ -16,7 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from connector import logs, normalize
-from connector.config import ConfigError, LeadsyncConfig, json_schema, load_config, validate_file
+from connector.config import (
+    ConfigError,
+    LeadsyncConfig,
+    config_model,
+    json_schema,
+    load_config,
+    validate_file,
+)
 from connector.mapping import Mapping
 from connector.pipeline import IngestStats, retry_quarantine
 from connector.ports import SourceError, plugins
@@ -319,7 +326,7 @@ def config_validate(
 
     data, _ = parse_yaml(path)
     model: type[LeadsyncConfig] | type[Mapping] = (
-        Mapping if isinstance(data, dict) and "columns" in data else LeadsyncConfig
+        Mapping if isinstance(data, dict) and "columns" in data else config_model()
     )
     validate_file(path, model)
     out.print(f"{path}: valid {'mapping' if model is Mapping else 'config'}")

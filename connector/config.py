@@ -6,11 +6,19 @@ config file can be committed while tokens live in the service's environment.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.statuses import CANONICAL, Catalogue, Status
@@ -72,8 +80,21 @@ class StatusesConfig(BaseModel):
         return Catalogue.build(custom, self.rename, self.delete)
 
 
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address the daemon's HTTP server binds to.")
+    port: int = Field(8787, ge=0, le=65535, description="Port for webhooks, /healthz, /metrics.")
+    public_url: str | None = Field(
+        None,
+        description="The URL the outside world reaches this server at (what Meta's or "
+        "HubSpot's webhook settings point to), when it differs from host:port.",
+    )
+
+
 class LeadsyncConfig(BaseModel):
-    """The whole leadsync.yaml."""
+    """The whole leadsync.yaml. Installed adapters add their own sections (see
+    `config_model`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -88,8 +109,32 @@ class LeadsyncConfig(BaseModel):
         default_factory=StatusesConfig, description="Custom statuses, renames and deletions."
     )
 
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description="The daemon's HTTP server."
+    )
+
     def catalogue(self) -> Catalogue:
         return self.statuses.catalogue()
+
+
+@cache
+def config_model() -> type[LeadsyncConfig]:
+    """LeadsyncConfig with an optional section for each installed adapter that declares
+    one (`Plugin.config_model`): one file, one schema, errors with line numbers for all,
+    and the core still imports no adapter."""
+    from connector.ports import plugins
+
+    sections: dict[str, Any] = {}
+    for name, plugin in sorted(plugins().items()):
+        model = getattr(plugin, "config_model", None)
+        if model is None:
+            continue
+        key = getattr(plugin, "config_key", name)
+        doc = (model.__doc__ or name).strip().splitlines()[0]
+        sections[key] = (model | None, Field(None, description=doc))
+    if not sections:
+        return LeadsyncConfig
+    return create_model("LeadsyncConfig", __base__=LeadsyncConfig, **sections)
 
 
 class Environment(BaseSettings):
@@ -156,20 +201,22 @@ def load_config(path: Path | str | None = None) -> LeadsyncConfig:
     chosen = Path(path) if path else env.config
     if chosen is None and DEFAULT_CONFIG.exists():
         chosen = DEFAULT_CONFIG
-    config = validate_file(chosen, LeadsyncConfig) if chosen else LeadsyncConfig()
+    model = config_model()
+    config = validate_file(chosen, model) if chosen else model()
     if env.store_url:
         config.store.url = env.store_url
     return config
 
 
 def json_schema() -> dict[str, Any]:
-    return LeadsyncConfig.model_json_schema()
+    return config_model().model_json_schema()
 
 
 __all__ = [
     "CONFIG_ENV",
     "ConfigError",
     "LeadsyncConfig",
+    "config_model",
     "json_schema",
     "load_config",
     "validate_file",

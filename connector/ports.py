@@ -7,14 +7,20 @@ core importing one (the way pytest and dlt find their plugins).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import typer
+from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from connector.model import Lead
+from connector.store import Store
 
 
 class SourceError(RuntimeError):
@@ -53,10 +59,64 @@ class LeadSource(Protocol):
         """What a quarantine retry needs to map a raw record again (kind, mapping, region)."""
 
 
+Health = Literal["ok", "failing", "paused"]
+
+
+class Runtime(Protocol):
+    """What the daemon (`leadsync run`) gives adapters' jobs and webhook routes."""
+
+    store: Store
+    config: Any
+    """The whole configuration; an adapter reads its own section (`config.facebook`)."""
+    stopping: threading.Event
+    """Set on SIGTERM/SIGINT: finish the batch in hand, commit, and return."""
+    replica: str
+    """This process's name among replicas (host:pid), for claims and job runs."""
+
+    def report(
+        self,
+        source: str,
+        state: Health,
+        reason: str | None = None,
+        *,
+        until: datetime | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a source's or system's health for `leadsync status` and the logs:
+        `failing` with what a person should do, `paused` until a throttle ends, `ok`."""
+
+    def wake(self, job_id: str) -> None:
+        """Run a job as soon as possible (a webhook arrived), without waiting for its
+        next scheduled time; a no-op outside the daemon."""
+
+
+@dataclass(slots=True)
+class Job:
+    """A scheduled job an adapter contributes to `leadsync run`.
+
+    Exactly one of `every` (seconds) and `cron` (crontab, e.g. "*/5 * * * *") is set.
+    The daemon runs at most one instance of a job at a time across all replicas (a
+    PostgreSQL advisory lock), coalesces missed runs into one and never drops a run that
+    is late by less than `misfire_grace` seconds."""
+
+    id: str
+    """Stable and unique ("facebook.poll"): names its lock, metrics and status rows."""
+    run: Callable[[Runtime], None]
+    every: float | None = None
+    cron: str | None = None
+    jitter: float = 0.0
+    misfire_grace: float = 300.0
+
+
 class Plugin(Protocol):
     """What an adapter package offers the core; every member is optional."""
 
     name: str
+
+    config_key: str
+    """The adapter's section in leadsync.yaml (defaults to `name`)."""
+    config_model: type[BaseModel]
+    """The pydantic model of that section; secrets as SecretStr, every field described."""
 
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         """Add the adapter's commands to the CLI's groups (e.g. `import csv`, `fake facebook`)."""
@@ -64,9 +124,16 @@ class Plugin(Protocol):
     def remap(self, raw: Mapping[str, Any], context: Mapping[str, Any], ref: str) -> Lead:
         """Map a quarantined raw record again, with the current mapping."""
 
+    def jobs(self, runtime: Runtime) -> Sequence[Job]:
+        """The scheduled jobs the configuration enables (none when its section is absent)."""
 
+    def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
+        """HTTP routes for the daemon's server (webhooks, collectors), mounted as given."""
+
+
+@cache
 def plugins() -> dict[str, Plugin]:
-    """Installed adapters, by name."""
+    """Installed adapters, by name (entry points of the `leadsync.adapters` group)."""
     found: dict[str, Plugin] = {}
     for ep in entry_points(group="leadsync.adapters"):
         found[ep.name] = ep.load()

@@ -184,3 +184,73 @@ quarantine = Table(
     Column("resolved_at", UTCDateTime()),
     UniqueConstraint("source", "fingerprint"),
 )
+
+# -- runtime: what the daemon keeps about its own work ---------------------------------
+
+# One row per run of a scheduled job, on any replica: `leadsync status` reads the last
+# one per job, and the multi-replica test checks that runs of one job never overlap.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(128), nullable=False),
+    Column("replica", String(128), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("ok", Boolean),
+    Column("message", Text),
+    Index(None, "job_id", "started_at"),
+)
+
+# The state of each source or connected system as its adapter last reported it:
+# `failing` with a reason a person can act on (renew the token), `paused` until a
+# throttle window ends, or `ok`.
+source_health = Table(
+    "source_health",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("paused_until", UTCDateTime()),
+    Column("last_success_at", UTCDateTime()),
+    Column("detail", Json, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Webhook bodies as received (signature already verified), persisted before the 2xx so
+# that the work is never lost and the answer is fast. A drain job claims them with a
+# lease (claimed_until), processes them and sets processed_at.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime()),
+    Column("processed_at", UTCDateTime()),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text),
+    Index(None, "source", "processed_at"),
+)
+
+# Every outbound effect (a status push, an audience change, a conversion event), written
+# in the same transaction as the change that causes it and delivered by the outbox job.
+# (destination, key) is unique so the same effect enqueued twice is one row.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("contact_id", Integer, ForeignKey("contacts.id")),
+    Column("payload", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("available_at", UTCDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime()),
+    UniqueConstraint("destination", "key"),
+    Index(None, "delivered_at", "available_at"),
+)

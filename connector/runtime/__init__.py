@@ -1,0 +1,1 @@
+"""The daemon: scheduler, HTTP server, webhook inbox, health and metrics."""
