@@ -6,6 +6,8 @@ config file can be committed while tokens live in the service's environment.
 
 from __future__ import annotations
 
+import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,9 +180,42 @@ def parse_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
 
 
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def expand_env(data: Any, root: yaml.Node | None, path: Path) -> Any:
+    """Replace every value written `${NAME}` with the environment variable NAME, so a
+    config file can be committed while tokens live in the service's environment. A
+    variable that is not set is an error naming the file, line and variable."""
+    missing: list[str] = []
+
+    def walk(value: Any, loc: tuple[int | str, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, (*loc, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*loc, i)) for i, v in enumerate(value)]
+        match = _ENV_REF.match(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            return value
+        name = match.group(1)
+        if name not in os.environ:
+            node = _node_at(root, loc)
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            field = ".".join(str(p) for p in loc)
+            missing.append(f"{path}{line}: {field}: environment variable {name} is not set")
+            return value
+        return os.environ[name]
+
+    expanded = walk(data, ())
+    if missing:
+        raise ConfigError("\n".join(missing))
+    return expanded
+
+
 def validate_file(path: Path, model: type[M]) -> M:
     """Load `path` into `model`; errors name file:line, the field path and the problem."""
     data, root = parse_yaml(path)
+    data = expand_env(data, root, path)
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as exc:

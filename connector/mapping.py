@@ -35,8 +35,10 @@ class FieldMap(BaseModel):
         None, description=f"Standard field, `status` or `full_name`: one of {', '.join(TARGETS)}."
     )
     custom: str | None = Field(None, description="Name of a custom attribute instead of `field`.")
-    type: Literal["string", "number", "integer", "boolean", "date"] = Field(
-        "string", description="Type of the custom attribute."
+    type: Literal["string", "number", "integer", "boolean", "date", "list"] = Field(
+        "string",
+        description="Type of the custom attribute; `list` keeps every answer of a "
+        "multiple-choice question (other types join them with ', ').",
     )
     values: dict[str, str] = Field(
         default_factory=dict,
@@ -92,8 +94,15 @@ class Mapping(BaseModel):
         "id space (e.g. a CRM's customer number); defaults to the source name.",
     )
     columns: dict[str, Target] = Field(
+        default_factory=dict,
         description="Source key -> target: a field name, or a FieldMap for value maps "
-        "and custom attributes."
+        "and custom attributes.",
+    )
+    unmapped: Literal["ignore", "custom"] = Field(
+        "ignore",
+        description="What happens to source keys the mapping does not name: `ignore` "
+        "(they stay in the stored raw record only) or `custom` (each becomes a custom "
+        "attribute of the same name, as given).",
     )
 
     def fields(self) -> dict[str, FieldMap]:
@@ -117,6 +126,11 @@ class Mapping(BaseModel):
             value = row.get(key)
             if value is None:
                 continue
+            if isinstance(value, list):
+                if target.custom is not None and target.type == "list":
+                    lead.custom[target.custom] = [str(v).strip() for v in value]
+                    continue
+                value = ", ".join(str(v).strip() for v in value if str(v).strip())
             text = str(value).strip()
             if target.values:
                 text = _lookup(target.values, text)
@@ -143,6 +157,11 @@ class Mapping(BaseModel):
             else:
                 assert target.field is not None
                 lead.fields[target.field] = text
+        if self.unmapped == "custom":
+            named = self.fields()
+            for key, value in row.items():
+                if key not in named and key != self.id_column and value not in (None, ""):
+                    lead.custom.setdefault(key, value)
         if self.id_column:
             rid = str(row.get(self.id_column) or "").strip()
             if rid:
@@ -179,8 +198,8 @@ _NUMBER_JUNK = re.compile(r"[\s\u00a0'_]")
 
 
 def _typed(text: str, kind: str) -> Any:
-    if kind == "string":
-        return text
+    if kind in ("string", "list"):
+        return text if kind == "string" else [text]
     if kind in ("number", "integer"):
         clean = _NUMBER_JUNK.sub("", text)
         if "," in clean and "." not in clean:

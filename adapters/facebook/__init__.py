@@ -1,0 +1,257 @@
+"""Facebook Lead Ads: poll and webhook jobs for the daemon, `backfill facebook`,
+`fake facebook` (the local Graph API emulator), and quarantine retries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from collections.abc import Mapping as MappingABC
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any
+
+import typer
+from starlette.routing import BaseRoute
+
+from adapters.facebook.config import FacebookConfig
+from adapters.facebook.leads import DEFAULT_MAPPING, to_lead
+from adapters.facebook.source import RETENTION_DAYS, FacebookSource, Form
+from adapters.facebook.webhook import DRAIN_JOB, drain, routes
+from connector.mapping import load_mapping
+from connector.model import Lead
+from connector.pipeline import IngestStats, Pipeline
+from connector.ports import Batch, Job, Runtime, SourceError
+from connector.runtime import health
+from connector.runtime.metrics import LEADS_INGESTED, QUARANTINED
+from connector.statuses import Catalogue
+from connector.store import Store
+
+
+def section(config: Any) -> FacebookConfig | None:
+    found = getattr(config, "facebook", None)
+    return found if isinstance(found, FacebookConfig) else None
+
+
+def count(source: str, stats: IngestStats) -> None:
+    LEADS_INGESTED.labels(source).inc(stats.rows - stats.quarantined)
+    QUARANTINED.labels(source).inc(stats.quarantined)
+
+
+class FacebookPlugin:
+    name = "facebook"
+    config_key = "facebook"
+    config_model = FacebookConfig
+    demo_order = 20
+
+    def __init__(self) -> None:
+        self._sources: dict[int, FacebookSource] = {}
+
+    def source(self, runtime: Runtime, config: FacebookConfig) -> FacebookSource:
+        """One source per runtime and config, so pauses and caches last between runs."""
+        key = id(config)
+        if key not in self._sources:
+            self._sources[key] = FacebookSource(
+                config,
+                runtime.store.catalogue,
+                stopping=runtime.stopping,
+                report=runtime.report,
+            )
+        return self._sources[key]
+
+    def jobs(self, runtime: Runtime) -> Sequence[Job]:
+        config = section(runtime.config)
+        if config is None:
+            return []
+        region = getattr(runtime.config, "default_region", None)
+
+        def pipeline() -> Pipeline:
+            return Pipeline(runtime.store, default_region=region, workers=0)
+
+        def poll(rt: Runtime) -> None:
+            source = self.source(rt, config)
+            source.restore({row["source"]: row for row in health.read(rt.store)})
+            stats = Pipeline(rt.store, default_region=region).run(source)
+            count(source.name, stats)
+
+        def webhooks(rt: Runtime) -> None:
+            source = self.source(rt, config)
+            count(source.name, drain(rt, source, pipeline))
+
+        jitter = min(30.0, config.poll_every / 10)
+        return [
+            Job("facebook.poll", poll, every=config.poll_every, jitter=jitter),
+            # Deliveries wake this job at once; the interval only sweeps up leftovers.
+            Job(DRAIN_JOB, webhooks, every=30.0),
+        ]
+
+    def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
+        config = section(runtime.config)
+        return routes(runtime, config) if config is not None else []
+
+    def register_cli(self, groups: dict[str, typer.Typer]) -> None:
+        groups["backfill"].command("facebook")(backfill_facebook)
+        groups["fake"].command("facebook")(fake_facebook)
+
+    def remap(self, raw: MappingABC[str, Any], context: MappingABC[str, Any], ref: str) -> Lead:
+        form_mappings = context.get("form_mappings") or {}
+        path = form_mappings.get(str(raw.get("form_id"))) or context.get("mapping")
+        mapping = load_mapping(Path(path)) if path else DEFAULT_MAPPING
+        catalogue = context.get("catalogue") or Catalogue.default()
+        return to_lead(
+            dict(raw),
+            source=str(context.get("source") or "facebook"),
+            mapping=mapping,
+            catalogue=catalogue,
+            region=context.get("region"),
+        )
+
+
+class Backfill:
+    """A Facebook source read over a fixed range: one stream per form, each with a
+    cursor of its own, so a stopped backfill continues where it stopped."""
+
+    def __init__(
+        self, source: FacebookSource, forms: list[Form], since: float, until: float
+    ) -> None:
+        self.source = source
+        self.forms = {f.id: f for f in forms}
+        self.since, self.until = since, until
+        self.name = source.name
+        self.finished: set[str] = set()
+
+    def check(self) -> None:
+        self.source.check()
+
+    def context(self) -> dict[str, Any]:
+        return self.source.context()
+
+    def streams(self) -> list[str]:
+        return [f"backfill:{int(self.since)}-{int(self.until)}:{f}" for f in sorted(self.forms)]
+
+    def read(self, stream: str, cursor: Any) -> Iterator[Batch]:
+        form = self.forms[stream.rsplit(":", 1)[1]]
+        yield from self.source.backfill(form, self.since, self.until, cursor)
+        if self.source.available(form.page_id):
+            self.finished.add(form.id)  # read to the end, not cut short by an error
+
+
+def _day(value: str, end: bool = False) -> float:
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    moment = datetime.combine(day, dtime.max if end else dtime.min, tzinfo=UTC)
+    return moment.timestamp()
+
+
+def backfill_facebook(
+    ctx: typer.Context,
+    since: str = typer.Option(..., help="First day to read (YYYY-MM-DD, UTC)."),
+    until: str | None = typer.Option(None, help="Last day to read (default: today)."),
+    page: list[str] = typer.Option([], "--page", help="Only this Page (repeatable)."),
+    form: list[str] = typer.Option([], "--form", help="Only this form (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Do everything, then roll back."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Read the lead forms' history once. Stop it and run it again: it continues."""
+    from connector.cli import err, print_stats, state
+
+    app_state = state(ctx)
+    config = app_state.config()
+    fb = section(config)
+    if fb is None:
+        raise SourceError("the config has no facebook section (see leadsync config schema)")
+    start, end = _day(since), (_day(until, end=True) if until else time.time())
+    if start > end:
+        raise typer.BadParameter("--since is after --until")
+    oldest = time.time() - RETENTION_DAYS * 86400
+    if start < oldest:
+        err.print(
+            f"[yellow]warning:[/] --since reaches back past the ~{RETENTION_DAYS} days "
+            "Meta keeps leads: older leads may no longer be downloadable",
+            highlight=False,
+        )
+    store = app_state.store()
+    source = FacebookSource(
+        fb,
+        store.catalogue,
+        report=lambda name, st, reason=None, **kw: health.report(store, name, st, reason, **kw),
+    )
+    source.check()
+    source.discover(statuses=("ACTIVE", "ARCHIVED", "PAUSED", "DRAFT"), force=True)
+    forms = [
+        f
+        for f in source.forms().values()
+        if (not page or f.page_id in page) and (not form or f.id in form)
+    ]
+    if form and not forms:
+        raise SourceError(f"no form {', '.join(form)} on the configured Pages")
+    job = Backfill(source, forms, start, end)
+    stats = _run_backfill(store, job, config, dry_run, as_json)
+    title = "backfill facebook" + (" (dry run: nothing was written)" if dry_run else "")
+    print_stats(
+        stats,
+        title,
+        as_json,
+        {"dry_run": dry_run, "forms": len(forms), "api_calls": source.calls, "source": fb.source},
+    )
+
+
+def _run_backfill(
+    store: Store, job: Backfill, config: Any, dry_run: bool, as_json: bool
+) -> IngestStats:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from connector.cli import err
+
+    pipeline_args: dict[str, Any] = {
+        "default_region": getattr(config, "default_region", None),
+        "dry_run": dry_run,
+    }
+    if as_json or not err.is_terminal:
+        return Pipeline(store, **pipeline_args).run(job)
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[bold]backfill[/] {task.fields[leads]} leads"),
+        TextColumn("forms {task.completed}/{task.total}"),
+        TextColumn("API calls {task.fields[calls]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("backfill", total=len(job.forms), leads=0, calls=0)
+
+        def update(stats: IngestStats) -> None:
+            bar.update(task, completed=len(job.finished), leads=stats.rows, calls=job.source.calls)
+
+        stats = Pipeline(store, progress=update, **pipeline_args).run(job)
+        bar.update(task, completed=len(job.forms), leads=stats.rows, calls=job.source.calls)
+        return stats
+
+
+def fake_facebook(
+    port: int = typer.Option(8788, help="Port to listen on (127.0.0.1)."),
+    pages: int = typer.Option(1, help="Pages to create."),
+    forms: int = typer.Option(2, help="Forms per Page."),
+    leads: int = typer.Option(50, help="Leads per form."),
+    webhook_url: str | None = typer.Option(None, help="Deliver leadgen webhooks here."),
+    latency: float = typer.Option(0.0, help="Seconds added to every response."),
+    seed: int = typer.Option(0, help="Seed of the generated data."),
+) -> None:
+    """Run the local Graph API emulator, to try mappings without touching production."""
+    from adapters.facebook.fake import serve
+
+    serve(
+        port,
+        pages=pages,
+        forms=forms,
+        leads=leads,
+        webhook_url=webhook_url,
+        latency=latency,
+        seed=seed,
+    )
+
+
+plugin = FacebookPlugin()
+
+__all__ = ["Backfill", "Batch", "FacebookPlugin", "plugin"]

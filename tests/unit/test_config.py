@@ -41,3 +41,16 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
 def test_environment_overrides_store_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADSYNC_STORE_URL", "sqlite:///env.db")
     assert load_config(EXAMPLE).store.url == "sqlite:///env.db"
+
+
+def test_env_references_are_expanded_and_missing_ones_named(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from connector.config import ConfigError, LeadsyncConfig, validate_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  url: ${LS_TEST_URL}\ndefault_region: MY\n")
+    monkeypatch.setenv("LS_TEST_URL", "sqlite:///x.db")
+    assert validate_file(path, LeadsyncConfig).store.url == "sqlite:///x.db"
+    monkeypatch.delenv("LS_TEST_URL")
+    with pytest.raises(ConfigError) as caught:
+        validate_file(path, LeadsyncConfig)
+    assert f"{path}:2: store.url: environment variable LS_TEST_URL is not set" in str(caught.value)
