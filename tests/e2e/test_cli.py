@@ -144,7 +144,15 @@ def test_match_keys_reproduces_metas_examples() -> None:
     assert "phone" in out[1]["errors"] and out[0]["errors"] == {}
 
 
-def test_config_validate_and_schema(tmp_path: Path) -> None:
+def test_config_validate_and_schema(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    example = ROOT / "config" / "leadsync.example.yaml"
+    missing = run("config", "validate", str(example), ok=False)
+    assert missing.returncode == 2
+    assert "facebook.app_secret: environment variable FACEBOOK_APP_SECRET is not set" in (
+        " ".join(missing.stderr.split())
+    )
+    for name in ("FACEBOOK_APP_SECRET", "FACEBOOK_SYSTEM_USER_TOKEN", "FACEBOOK_VERIFY_TOKEN"):
+        monkeypatch.setenv(name, "x")  # the subprocess inherits the environment
     assert (
         "valid config"
         in run("config", "validate", str(ROOT / "config" / "leadsync.example.yaml")).stdout

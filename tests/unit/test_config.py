@@ -9,9 +9,17 @@ from connector.config import ConfigError, load_config
 EXAMPLE = Path(__file__).parents[2] / "config" / "leadsync.example.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _example_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The example keeps its secrets in the environment, as a deployment should.
+    for name in ("FACEBOOK_APP_SECRET", "FACEBOOK_SYSTEM_USER_TOKEN", "FACEBOOK_VERIFY_TOKEN"):
+        monkeypatch.setenv(name, "x")
+
+
 def test_example_config_is_valid() -> None:
     config = load_config(EXAMPLE)
     cat = config.catalogue()
+    assert config.facebook.pages[0].forms == "all"  # type: ignore[attr-defined]
     assert cat.resolve("Trial").id == 33
     assert cat.get(10).name == "Fresh lead"
 
