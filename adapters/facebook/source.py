@@ -170,10 +170,13 @@ class FacebookSource:
     # -- LeadSource -----------------------------------------------------------------
 
     def check(self) -> None:
-        """Read each Page once; the error says what to fix."""
+        """List one form of each Page, the least the source needs; the error says what
+        to fix."""
         for page in self.config.pages:
             try:
-                self.graph(page.id).get(page.id, params={"fields": "id,name"})
+                self.graph(page.id).get(
+                    page.id, "leadgen_forms", params={"fields": "id", "limit": 1}
+                )
             except GraphError as exc:
                 raise SourceError(f"facebook page {page.id}: {exc.advice}") from None
 

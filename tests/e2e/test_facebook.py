@@ -1,0 +1,296 @@
+"""The Facebook source end to end: the facebook-business SDK over loopback HTTP against
+the Graph API emulator (adapters/facebook/fake.py), into a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import uvicorn
+import yaml
+from adapters.facebook.fake import FakeGraph
+from sqlalchemy import create_engine, func, select
+from starlette.applications import Starlette
+
+from adapters.facebook import FacebookPlugin
+from adapters.facebook.config import FacebookConfig
+from adapters.facebook.source import FacebookSource
+from adapters.facebook.webhook import drain, signature
+from connector.pipeline import Pipeline
+from connector.runtime import health, inbox
+from connector.store import Store
+from connector.store.tables import leads, quarantine, webhook_deliveries
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGraph]:
+    graph = FakeGraph(seed=11)
+    graph.start()
+    yield graph
+    graph.stop()
+
+
+def fb_config(fake: FakeGraph, *pages: Any, **extra: Any) -> FacebookConfig:
+    return FacebookConfig.model_validate(
+        {
+            "app_id": fake.app_id,
+            "app_secret": fake.app_secret,
+            "graph_url": fake.base_url,
+            "verify_token": "verify-me",
+            "pages": [{"id": p.id, "access_token": p.token} for p in pages],
+            "region": "MY",
+            **extra,
+        }
+    )
+
+
+def reporter(store: Store) -> Any:
+    return lambda name, state, reason=None, **kw: health.report(store, name, state, reason, **kw)
+
+
+def count(store: Store, table: Any, *where: Any) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+def test_poll_stores_every_lead_once_with_its_ad_context(fake: FakeGraph, store: Store) -> None:
+    page = fake.add_page("Shop")
+    campaign = fake.add_campaign(page.id, name="Raya sale")
+    adset = fake.add_adset(
+        campaign, name="KL women 25-40", interests=[{"id": "6003", "name": "Yoga"}]
+    )
+    ad = fake.add_ad(adset, name="Video ad")
+    forms = [fake.add_form(page.id, name=f"Form {i}") for i in range(2)]
+    now = time.time()
+    made = [
+        lead_id
+        for form in forms
+        for lead_id in fake.generate_leads(form, 120, start=now - 3 * DAY, end=now - 60, ads=[ad])
+    ]
+    fake.faults.empty_page_rate = 0.3  # empty pages that still carry `next`
+    source = FacebookSource(
+        fb_config(fake, page, page_size=25), store.catalogue, report=reporter(store)
+    )
+    stats = Pipeline(store, workers=0).run(source)
+
+    assert stats.rows == len(made) == 240
+    assert 0 < stats.quarantined < 30  # the generator's broken leads, not more
+    assert count(store, leads) == len(made) - stats.quarantined
+    with store.engine.connect() as conn:
+        refs = list(conn.execute(select(quarantine.c.ref, quarantine.c.field)))
+        contexts = [r[0] for r in conn.execute(select(leads.c.context))]
+    assert all(ref.startswith("lead ") for ref, _ in refs)
+    with_ad = [c for c in contexts if c.get("ad_id") == ad]
+    assert with_ad, "no lead carries its ad"
+    assert {c["ad_name"] for c in with_ad} == {"Video ad"}
+    assert all(c["interests"] == ["Yoga"] and c["form_name"].startswith("Form") for c in with_ad)
+    assert all(c["campaign_name"] == "Raya sale" for c in with_ad)
+
+    # A poll that finds nothing new costs one call per form (and stores nothing new).
+    fake.faults.empty_page_rate = 0.0
+    fake.reset_calls()
+    again = Pipeline(store, workers=0).run(source)
+    assert fake.total_calls() == len(forms)
+    assert (again.created, again.updated, again.merged) == (0, 0, 0)
+
+
+def test_throttle_pauses_one_page_and_the_others_go_on(fake: FakeGraph, store: Store) -> None:
+    busy, calm = fake.add_page("Busy"), fake.add_page("Calm")
+    now = time.time()
+    for page in (busy, calm):
+        fake.generate_leads(fake.add_form(page.id, name="F"), 30, start=now - DAY, end=now - 60)
+    source = FacebookSource(fb_config(fake, busy, calm), store.catalogue, report=reporter(store))
+    source.discover()
+    fake.throttle(busy.id, 600, code=80005, regain_minutes=3)
+
+    Pipeline(store, workers=0).run(source)
+
+    rows = {r["source"]: r for r in health.read(store)}
+    assert rows[f"facebook:{busy.id}"]["state"] == "paused"
+    until = rows[f"facebook:{busy.id}"]["paused_until"]
+    assert 170 < (until - datetime.now(UTC)).total_seconds() <= 181  # Meta's 3 minutes
+    assert rows[f"facebook:{calm.id}"]["state"] == "ok"
+    assert count(store, leads) > 0
+    fake.reset_calls()
+    Pipeline(store, workers=0).run(source)  # the paused Page is not called at all
+    assert fake.total_calls() == 1  # the calm Page's one form
+
+
+def test_expired_token_marks_the_page_failing_with_what_to_do(
+    fake: FakeGraph, store: Store
+) -> None:
+    page = fake.add_page("Shop")
+    fake.generate_leads(fake.add_form(page.id), 5, start=time.time() - DAY, end=time.time())
+    source = FacebookSource(fb_config(fake, page), store.catalogue, report=reporter(store))
+    source.discover()
+    fake.expire_token(page.token, subcode=463)
+    Pipeline(store, workers=0).run(source)
+    [row] = health.read(store)
+    assert row["state"] == "failing" and "renew the access token" in row["reason"]
+    assert count(store, leads) == 0
+
+
+@dataclass
+class StubRuntime:
+    """Just enough of the daemon for the webhook routes and the drain."""
+
+    store: Store
+    config: Any
+    stopping: threading.Event = field(default_factory=threading.Event)
+    replica: str = "test"
+    woken: list[str] = field(default_factory=list)
+
+    def report(self, source: str, state: Any, reason: str | None = None, **kw: Any) -> None:
+        health.report(self.store, source, state, reason, **kw)
+
+    def wake(self, job_id: str) -> None:
+        self.woken.append(job_id)
+
+
+@contextmanager
+def serving(app: Starlette) -> Iterator[str]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+
+
+def test_webhooks_are_verified_stored_and_the_poll_catches_what_they_miss(
+    fake: FakeGraph, store: Store
+) -> None:
+    page = fake.add_page("Shop")
+    form = fake.add_form(page.id, name="Contact us")
+    config = fb_config(fake, page)
+    runtime = StubRuntime(store, type("Config", (), {"facebook": config})())
+    plugin = FacebookPlugin()
+    app = Starlette(routes=list(plugin.routes(runtime)))
+    with serving(app) as base:
+        url = base + config.webhook_path
+        assert fake.verify_webhook_endpoint(url, "verify-me")
+        assert not fake.verify_webhook_endpoint(url, "wrong")
+
+        body = json.dumps({"object": "page", "entry": []}).encode()
+        forged = requests.post(url, data=body, headers={"X-Hub-Signature-256": "sha256=00"})
+        unsigned = requests.post(url, data=body)
+        assert (forged.status_code, unsigned.status_code) == (403, 403)
+        assert count(store, webhook_deliveries) == 0  # nothing stored
+
+        good = requests.post(
+            url, data=body, headers={"X-Hub-Signature-256": signature(fake.app_secret, body)}
+        )
+        assert good.status_code == 200 and runtime.woken == ["facebook.webhooks"]
+
+        installed = requests.post(
+            f"{fake.base_url}/v26.0/{page.id}/subscribed_apps",
+            params={
+                "subscribed_fields": "leadgen",
+                "access_token": page.token,
+                "appsecret_proof": _proof(fake, page.token),
+            },
+        )
+        assert installed.json() == {"success": True}
+        fake.subscribe_webhook(url, verify_token="verify-me")
+        fake.webhook_faults.drop_rate = 0.3
+        fake.webhook_faults.duplicate_rate = 0.5
+        made = [
+            fake.add_lead(form, {"email": f"p{i}@example.com", "full_name": f"Person {i}"})
+            for i in range(20)
+        ]
+        fake.flush_webhooks()
+    source = plugin.source(runtime, config)
+    stats = drain(runtime, source, lambda: Pipeline(store, workers=0))
+    delivered = count(store, leads)
+    assert 0 < delivered < 20  # some webhooks were dropped
+    assert stats.created == delivered  # duplicates changed nothing
+    assert inbox.pending(store) == 0
+    Pipeline(store, workers=0).run(source)  # polling is the truth
+    with store.engine.connect() as conn:
+        stored = set(conn.execute(select(leads.c.source_id)).scalars())
+    assert stored == set(made)
+
+
+def _proof(fake: FakeGraph, token: str) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(fake.app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+@pytest.mark.slow
+def test_backfill_command_is_resumable_after_kill(fake: FakeGraph, tmp_path: Path) -> None:
+    page = fake.add_page("Shop")
+    now = time.time()
+    forms = [fake.add_form(page.id, name=f"F{i}") for i in range(3)]
+    made = {
+        lead
+        for form in forms
+        for lead in fake.generate_leads(form, 400, start=now - 20 * DAY, end=now - 3600, bad_rate=0)
+    }
+    cfg = tmp_path / "leadsync.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "facebook": {
+                    "app_id": fake.app_id,
+                    "app_secret": fake.app_secret,
+                    "graph_url": fake.base_url,
+                    "pages": [{"id": page.id, "access_token": page.token}],
+                    "page_size": 20,
+                }
+            }
+        )
+    )
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    since = datetime.fromtimestamp(now - 30 * DAY, UTC).date().isoformat()
+    cmd = [sys.executable, "-m", "connector", "-c", str(cfg), "--store", url]
+    backfill = [*cmd, "backfill", "facebook", "--since", since, "--json"]
+    fake.faults.latency = 0.02  # slow enough to stop it in the middle
+    proc = subprocess.Popen(backfill, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    engine = create_engine(url)
+    deadline = time.time() + 60
+    stored = 0
+    while time.time() < deadline and stored < 300:
+        time.sleep(0.2)
+        try:
+            with engine.connect() as conn:
+                stored = conn.execute(select(func.count()).select_from(leads)).scalar_one()
+        except Exception:
+            stored = 0
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < stored < len(made), "the backfill was not stopped in the middle"
+    fake.faults.latency = 0.0
+    fake.reset_calls()
+    done = subprocess.run(backfill, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["rows"] < len(made)  # it continued; it did not start over
+    assert summary["api_calls"] == fake.total_calls()
+    with engine.connect() as conn:
+        ids = list(conn.execute(select(leads.c.source_id)).scalars())
+    assert len(ids) == len(set(ids)) == len(made) and set(ids) == made
+    again = json.loads(subprocess.run(backfill, capture_output=True, text=True).stdout)
+    assert again["rows"] == 0  # every form is done
+    engine.dispose()
