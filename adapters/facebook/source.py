@@ -1,17 +1,17 @@
 """Facebook Lead Ads as a lead source: form discovery, windowed polls, backfill.
 
 Polling is the truth, the webhook a hint (field-notes: 30-40% of webhooks never
-arrive). Each poll of a form reads leads created in (last end - lag, now], where `now`
+arrive). Each poll of a form reads leads created in [last end - lag, now], where `now`
 is fixed when the poll starts (the Singer "signpost": leads created while it runs are
 the next poll's). The new end is committed with the last batch of the window; re-read
 leads are recognised by their lead id and cost nothing. A poll that finds nothing costs
 one call per form: forms are discovered every `discover_every` seconds, not every poll.
 
-Backfill reads a fixed range once. Graph returns leads newest first, so after each
-batch everything above the oldest lead seen is stored; the backfill cursor keeps that
-bound and a rerun continues below it. If a page ever comes back out of order, the
-bound stops moving and only a finished form counts as done (correct, just less
-resumable).
+Graph returns leads newest first, so after each batch everything above the oldest lead
+seen is stored: polls and backfills both commit that bound with each batch and a run
+that was cut short continues below it. If a page ever comes back out of order, the
+bound stops moving and only a finished window counts (correct, just less resumable).
+Backfill reads a fixed range once, with a cursor per (range, form).
 
 Throttling pauses the Page it happened on for the time Meta announces (persisted in
 source health, so every replica and the next run respect it); other Pages go on. Token
@@ -238,18 +238,38 @@ class FacebookSource:
         return sorted(f.id for f in self._forms.values() if self.available(f.page_id))
 
     def read(self, stream: str, cursor: Any) -> Iterator[Batch]:
-        """Leads of form `stream` created since the cursor's end, minus the lag window."""
+        """Leads of form `stream` created since the cursor's end, minus the lag window.
+
+        The cursor is `{"until": T}` between polls. While a window is being read it also
+        holds `"window": {"since", "until", "below"}`: everything above `below` is
+        stored, so a poll cut short (kill -9, SIGTERM, throttle) resumes below it
+        instead of reading the window again."""
         form = self._forms.get(stream)
         if form is None or not self.available(form.page_id):
             return
-        now = self.clock()
-        if isinstance(cursor, dict) and "until" in cursor:
-            since = float(cursor["until"]) - self.config.lag
+        before = cursor if isinstance(cursor, dict) else {}
+        pending = before.get("window")
+        if isinstance(pending, dict):
+            since, until = float(pending["since"]), float(pending["until"])
+            below = float(pending.get("below", until))
         else:
-            since = now - self.config.first_poll_days * DAY
-        # Until the whole window is stored, batches keep the old cursor: newest-first
-        # pages give no safe point to resume a poll from, and re-reads are free.
-        yield from self._window(form, since, now, cursor, lambda _low: cursor, {"until": int(now)})
+            now = self.clock()
+            last = before.get("until")
+            since = (
+                float(last) - self.config.lag
+                if last is not None
+                else now - self.config.first_poll_days * DAY
+            )
+            until = below = now
+        kept = {k: v for k, v in before.items() if k != "window"}
+
+        def progress(low: int | None) -> Any:
+            if low is None:  # order not trusted: only the finished window counts
+                return before or None
+            window = {"since": int(since), "until": int(until), "below": low}
+            return {**kept, "window": window}
+
+        yield from self._window(form, since, below, before or None, progress, {"until": int(until)})
 
     def backfill(self, form: Form, since: float, until: float, cursor: Any) -> Iterator[Batch]:
         """Leads of `form` created in [since, until], resumable below the cursor's bound."""

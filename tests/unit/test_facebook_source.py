@@ -195,7 +195,12 @@ def test_poll_commits_the_window_end_only_with_the_last_batch() -> None:
     assert source.streams() == ["900"]
     batches = list(source.read("900", {"until": 1_000_000}))
     assert [len(b.records) for b in batches] == [2, 2, 1]
-    assert all(b.cursor == {"until": 1_000_000} for b in batches[:-1])
+    # Newest first: each batch commits how far down the window is stored.
+    window = {"since": 999_940, "until": 1_000_100}
+    assert [b.cursor for b in batches[:-1]] == [
+        {"until": 1_000_000, "window": {**window, "below": 1_000_030}},
+        {"until": 1_000_000, "window": {**window, "below": 1_000_010}},
+    ]
     assert batches[-1].cursor == {"until": 1_000_100}
     # The lag window: the next poll starts 60 s before the last end.
     list(source.read("900", batches[-1].cursor))
@@ -208,7 +213,7 @@ def test_poll_commits_the_window_end_only_with_the_last_batch() -> None:
     assert reports[-1][0][1] == "ok"
 
 
-def test_throttle_pauses_the_page_and_keeps_the_cursor() -> None:
+def test_throttle_pauses_the_page_and_the_poll_resumes_below_what_is_stored() -> None:
     leads = [
         graph_lead(f"10000000000000{i:02d}", 1_000_000 + i, email=f"p{i}@x.co") for i in range(6)
     ]
@@ -217,15 +222,27 @@ def test_throttle_pauses_the_page_and_keeps_the_cursor() -> None:
     now = [1_000_100.0]
     source, reports = make_source(client, now)
     assert source.streams() == ["900"]
-    batches = list(source.read("900", {"until": 999_000}))
-    assert batches and all(b.cursor == {"until": 999_000} for b in batches)
+    [batch] = list(source.read("900", {"until": 999_000}))
+    assert [r.source_id for r in batch.records] == ["1000000000000005", "1000000000000004"]
+    assert batch.cursor == {
+        "until": 999_000,
+        "window": {"since": 998_940, "until": 1_000_100, "below": 1_000_004},
+    }
     assert not source.available("111")
     (name, state, _reason), kwargs = reports[-1]
     assert (name, state) == ("facebook:111", "paused")
     assert kwargs["until"].timestamp() == 1_000_400
-    assert list(source.read("900", {"until": 999_000})) == []  # paused: no call at all
+    assert list(source.read("900", batch.cursor)) == []  # paused: no call at all
     now[0] += 301
     assert source.available("111")
+    client.fail = None
+    rest = list(source.read("900", batch.cursor))
+    high = next(f["value"] for f in client.queries[-1]["filtering"] if f["operator"] == "LESS_THAN")
+    assert high == 1_000_005  # continues below what is stored (boundary second re-read)
+    assert {r.source_id for b in rest for r in b.records} == {
+        f"10000000000000{i:02d}" for i in range(5)
+    }
+    assert rest[-1].cursor == {"until": 1_000_100}  # the window's end, not the resume time
 
 
 def test_token_error_fails_the_page_with_advice() -> None:
