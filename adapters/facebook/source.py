@@ -136,7 +136,7 @@ class FacebookSource:
             when = datetime.fromtimestamp(until, UTC) if until else None
             self.report(f"{self.name}:{page_id}", state, reason, until=when)
 
-    def _trouble(self, page_id: str, error: GraphError) -> None:
+    def trouble(self, page_id: str, error: GraphError) -> None:
         """Pause or fail a Page after an error that retrying now will not fix."""
         state = self.state(page_id)
         if error.action is Action.THROTTLED:
@@ -225,7 +225,7 @@ class FacebookSource:
                         if (wanted is None or form.id in wanted) and form.status in statuses:
                             found[form.id] = form
             except GraphError as exc:
-                self._trouble(page.id, exc)
+                self.trouble(page.id, exc)
         self._forms = found
         self._discovered_at = self.clock()
 
@@ -334,7 +334,7 @@ class FacebookSource:
         except GraphError as exc:
             if records:
                 yield Batch(records, current)
-            self._trouble(form.page_id, exc)
+            self.trouble(form.page_id, exc)
             return
         yield Batch(records, done)
         self._fine(form.page_id)
