@@ -213,8 +213,8 @@ def test_webhooks_are_verified_stored_and_the_poll_catches_what_they_miss(
         )
         assert installed.json() == {"success": True}
         fake.subscribe_webhook(url, verify_token="verify-me")
-        fake.webhook_faults.drop_rate = 0.3
-        fake.webhook_faults.duplicate_rate = 0.5
+        fake.faults.drop_rate = 0.3
+        fake.faults.duplicate_rate = 0.5
         made = [
             fake.add_lead(form, {"email": f"p{i}@example.com", "full_name": f"Person {i}"})
             for i in range(20)
