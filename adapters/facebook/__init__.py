@@ -112,11 +112,19 @@ class Backfill:
     cursor of its own, so a stopped backfill continues where it stopped."""
 
     def __init__(
-        self, source: FacebookSource, forms: list[Form], since: float, until: float
+        self,
+        source: FacebookSource,
+        forms: list[Form],
+        since: float,
+        until: float,
+        label: str | None = None,
     ) -> None:
         self.source = source
         self.forms = {f.id: f for f in forms}
         self.since, self.until = since, until
+        # The range as the user gave it ("2026-09-01..now"): a rerun with the same
+        # arguments finds the same cursors even though "now" has moved.
+        self.label = label or f"{int(since)}..{int(until)}"
         self.name = source.name
         self.finished: set[str] = set()
 
@@ -127,11 +135,15 @@ class Backfill:
         return self.source.context()
 
     def streams(self) -> list[str]:
-        return [f"backfill:{int(self.since)}-{int(self.until)}:{f}" for f in sorted(self.forms)]
+        return [f"backfill:{self.label}:{f}" for f in sorted(self.forms)]
 
     def read(self, stream: str, cursor: Any) -> Iterator[Batch]:
         form = self.forms[stream.rsplit(":", 1)[1]]
-        yield from self.source.backfill(form, self.since, self.until, cursor)
+        # A resumed backfill keeps the range it started with.
+        until = (
+            float(cursor["until"]) if isinstance(cursor, dict) and "until" in cursor else self.until
+        )
+        yield from self.source.backfill(form, self.since, until, cursor)
         if self.source.available(form.page_id):
             self.finished.add(form.id)  # read to the end, not cut short by an error
 
@@ -187,7 +199,7 @@ def backfill_facebook(
     ]
     if form and not forms:
         raise SourceError(f"no form {', '.join(form)} on the configured Pages")
-    job = Backfill(source, forms, start, end)
+    job = Backfill(source, forms, start, end, label=f"{since}..{until or 'now'}")
     stats = _run_backfill(store, job, config, dry_run, as_json)
     title = "backfill facebook" + (" (dry run: nothing was written)" if dry_run else "")
     print_stats(
