@@ -177,7 +177,7 @@ class Graph:
         """GET a node or edge; transient errors are retried."""
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential_jitter(initial=self.backoff, max=30, jitter=self.backoff),
+            wait=wait_exponential_jitter(multiplier=self.backoff, max=30, jitter=self.backoff),
             retry=retry_if_exception(
                 lambda exc: isinstance(exc, GraphError) and exc.action is Action.RETRY
             ),

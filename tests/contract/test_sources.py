@@ -62,9 +62,8 @@ class CsvHarness:
 
 class FacebookHarness:
     def __init__(self) -> None:
-        from adapters.facebook.fake import FakeGraph
-
         from adapters.facebook.config import FacebookConfig
+        from adapters.facebook.fake import FakeGraph
 
         self.config_model = FacebookConfig
         self.fake = FakeGraph(seed=5)
@@ -72,14 +71,17 @@ class FacebookHarness:
         self.page = self.fake.add_page("Contract")
         self.form = self.fake.add_form(self.page.id, name="Form")
         self.clock = time.time() - 3600
+        self.history = True
         self.add(6)
 
     def add(self, n: int) -> None:
+        # The first leads are an hour of history; later ones are created as they arrive.
+        history, self.history = self.history, False
         for i in range(n):
-            self.clock += 1
+            self.clock = self.clock + 1 if history else time.time()
             self.fake.add_lead(
                 self.form,
-                {"email": f"p{self.clock:.0f}-{i}@example.com", "full_name": f"Person {i}"},
+                {"email": f"p{self.clock:.3f}-{i}@example.com", "full_name": f"Person {i}"},
                 created_time=self.clock,
             )
 
@@ -115,8 +117,6 @@ class FacebookHarness:
 
 @pytest.fixture(params=["csv", "facebook"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    if request.param == "facebook":  # TEMPORARY until the emulator branch is merged
-        pytest.importorskip("adapters.facebook.fake")
     made: Any = CsvHarness(tmp_path) if request.param == "csv" else FacebookHarness()
     yield made
     if hasattr(made, "close"):
