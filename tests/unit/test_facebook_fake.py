@@ -505,3 +505,53 @@ def test_sdk_throttle_error_exposes_code_and_buc_header(
     headers = info.value.http_headers()
     buc = json.loads(headers["X-Business-Use-Case-Usage"])
     assert buc[world["page"].id][0]["estimated_time_to_regain_access"] == 3
+
+
+def test_sdk_cursor_stops_at_an_empty_page_that_has_next(
+    fake: FakeGraph, world: dict[str, Any], sdk: Any
+) -> None:
+    """The trap the emulator exists to show: the SDK's Cursor ends on an empty page."""
+    from facebook_business.adobjects.leadgenform import LeadgenForm
+
+    fake.generate_leads(world["form"], 50, start=T0, end=T0 + 100)
+    fake.set_faults(empty_page_rate=1.0)
+    assert list(LeadgenForm(world["form"]).get_leads(fields=["id"])) == []
+
+
+def test_sdk_creates_a_test_lead(fake: FakeGraph, world: dict[str, Any], sdk: Any) -> None:
+    from facebook_business.adobjects.leadgenform import LeadgenForm
+
+    field_data = [{"name": "full_name", "values": ["Łukasz Wiśniewski"]}]
+    lead = LeadgenForm(world["form"]).create_test_lead(params={"field_data": field_data})
+    body = get(fake, lead["id"], world["page"].token, fields="field_data,is_organic").json()
+    assert body == {"field_data": field_data, "is_organic": True}
+
+
+def test_webhook_fail_first_n_attempts(
+    fake: FakeGraph, world: dict[str, Any], receiver: Receiver
+) -> None:
+    fake.set_faults(fail_first_n=2, retry_schedule=[0.0, 0.05, 0.05])
+    fake.subscribe_webhook(receiver.url)
+    fake.install_app(world["page"].id)
+    lead = fake.add_lead(world["form"], {"email": "a@b.c"})
+    fake.flush_webhooks(5)
+    assert receiver.leadgen_ids() == [lead]
+    stats = fake.stats()["webhooks"]
+    assert (stats["attempts"], stats["failed_attempts"], stats["delivered"]) == (3, 2, 1)
+
+
+@pytest.mark.parametrize("subcode", [460, 458])
+def test_other_token_subcodes(fake: FakeGraph, world: dict[str, Any], subcode: int) -> None:
+    fake.expire_token(world["page"].token, subcode=subcode)
+    err = error(get(fake, f"{world['form']}/leads", world["page"].token))
+    assert (err["code"], err["error_subcode"]) == (190, subcode)
+
+
+def test_paging_is_fast_enough_for_benchmarks(fake: FakeGraph, world: dict[str, Any]) -> None:
+    import time
+
+    fake.generate_leads(world["form"], 20_000, start=T0, end=T0 + 86400 * 30)
+    started = time.perf_counter()
+    got = all_leads(fake, world["form"], world["page"].token, limit=100)
+    assert len(got) == 20_000
+    assert time.perf_counter() - started < 10  # 200 pages; ~0.5 s on a dev box
