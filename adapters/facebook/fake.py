@@ -364,6 +364,7 @@ class _Webhooks:
             self.stopping = True
             self.cond.notify_all()
         self.thread.join(timeout=2)
+        self.http.close()
 
 
 class FakeGraph:
