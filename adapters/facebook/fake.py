@@ -231,7 +231,12 @@ class _Webhooks:
         with self.cond:
             self.stats["queued"] += 1
             self.pending.append(
-                {"page_id": page_id, "value": value, "time": int(self.graph.clock())}
+                {
+                    "page_id": page_id,
+                    "value": value,
+                    "time": int(self.graph.clock()),
+                    "queued_at": time.monotonic(),
+                }
             )
             self.cond.notify_all()
 
@@ -254,7 +259,11 @@ class _Webhooks:
         while True:
             with self.cond:
                 while not self.stopping:
-                    if self.pending:
+                    # batch mode: let changes queued together (within 50 ms) coalesce
+                    if self.pending and (
+                        not self.graph.faults.batch
+                        or time.monotonic() - self.pending[0]["queued_at"] >= 0.05
+                    ):
                         self._take_pending()
                     now = time.monotonic()
                     if self.heap and self.heap[0][0] <= now:
@@ -355,6 +364,7 @@ class _Webhooks:
             self.stopping = True
             self.cond.notify_all()
         self.thread.join(timeout=2)
+        self.http.close()
 
 
 class FakeGraph:
@@ -849,9 +859,9 @@ class FakeGraph:
                 f"application {self.app_id}.",
             }.get(token.expired_subcode, "Error validating access token: Session has expired.")
             raise GraphError(190, msg, subcode=token.expired_subcode)
-        if self.require_appsecret_proof:
+        got = params.get("appsecret_proof", "")
+        if self.require_appsecret_proof or got:  # a proof that is sent is always checked
             want = hmac.new(self.app_secret.encode(), raw.encode(), hashlib.sha256).hexdigest()
-            got = params.get("appsecret_proof", "")
             if not got:
                 raise GraphError(
                     100,
@@ -1093,7 +1103,7 @@ class FakeGraph:
                 obj = self.objects.get(target_id)
                 if obj is None and target_id in self.lead_meta:
                     obj = {"kind": "lead", **self.lead_meta[target_id]}
-                kind = parts[1] if len(parts) > 1 else (obj["kind"] if obj else target_id or "root")
+                kind = parts[1] if len(parts) > 1 else (obj["kind"] if obj else "unknown")
                 self.calls[(method, kind)] += 1
                 token = self._auth(params)
                 if target_id == "me" and token.kind == "page":
@@ -1118,6 +1128,9 @@ class FakeGraph:
         except GraphError as err:
             status, body = err.status, json.dumps(err.body())
             headers = {**headers, **err.headers}
+        except Exception as exc:  # a bug in the fake: answer like Graph's code 1, keep serving
+            err = GraphError(1, f"An unknown error occurred ({exc!r})", status=500, transient=True)
+            status, body = err.status, json.dumps(err.body())
         if self.faults.latency:
             time.sleep(self.faults.latency)
         return status, headers, body.encode() if isinstance(body, str) else body
