@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
+import yaml
 
 from adapters.facebook import fake_data
 
@@ -1447,6 +1448,19 @@ def build_demo_world(
     return fake.world()
 
 
+def config_section(fake: FakeGraph, world: dict[str, Any]) -> dict[str, Any]:
+    """The `facebook:` config section that reads this emulator's world."""
+    return {
+        "facebook": {
+            "graph_url": fake.base_url,
+            "app_id": fake.app_id,
+            "app_secret": fake.app_secret,
+            "verify_token": fake._verify_token,
+            "pages": [{"id": p["id"], "access_token": p["token"]} for p in world["pages"]],
+        }
+    }
+
+
 def serve(
     port: int,
     host: str = "127.0.0.1",
@@ -1472,14 +1486,8 @@ def serve(
             f"form {form['id']} ({form['name']}) on page {form['page_id']}: "
             f"{form['leads_count']} leads"
         )
-    first = world["pages"][0]
-    print("\n# YAML (proposal; check `leadsync config schema` for the real keys)")
-    print("facebook:")
-    print(
-        f"  graph_url: {fake.base_url}\n  app_id: '{fake.app_id}'\n  app_secret: {fake.app_secret}"
-    )
-    print(f"  access_token: {first['token']}\n  page_ids: ['{first['id']}']")
-    print("  form_ids: [" + ", ".join(f"'{f['id']}'" for f in world["forms"]) + "]", flush=True)
+    print("\n# Paste into leadsync.yaml (validated by leadsync config validate):")
+    print(yaml.safe_dump(config_section(fake, world), sort_keys=False), flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -555,3 +555,13 @@ def test_paging_is_fast_enough_for_benchmarks(fake: FakeGraph, world: dict[str, 
     got = all_leads(fake, world["form"], world["page"].token, limit=100)
     assert len(got) == 20_000
     assert time.perf_counter() - started < 10  # 200 pages; ~0.5 s on a dev box
+
+
+def test_the_printed_config_section_is_a_valid_facebook_section() -> None:
+    from adapters.facebook.config import FacebookConfig
+    from adapters.facebook.fake import build_demo_world, config_section
+
+    graph = FakeGraph(seed=3)
+    world = build_demo_world(graph, pages=2, forms=1, leads=2)
+    section = FacebookConfig.model_validate(config_section(graph, world)["facebook"])
+    assert [p.id for p in section.pages] == [p["id"] for p in world["pages"]]
