@@ -11,6 +11,7 @@ import base64
 import bisect
 import collections
 import contextlib
+import copy
 import hashlib
 import heapq
 import hmac
@@ -1426,6 +1427,26 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # -------------------------------------------------------------------- demo world, CLI
+# The demo's people are from MY, PL, VN and US, so its forms ask the country, as a
+# form aimed at several countries must: a national number is read in its country.
+DEMO_QUESTIONS: list[dict[str, Any]] = [
+    {"key": "full_name", "label": "Full name", "type": "FULL_NAME"},
+    {"key": "email", "label": "Email", "type": "EMAIL"},
+    {"key": "phone_number", "label": "Phone number", "type": "PHONE"},
+    {"key": "city", "label": "City", "type": "CITY"},
+    {"key": "country", "label": "Country", "type": "COUNTRY"},
+    {
+        "key": "budget",
+        "label": "Budget?",
+        "type": "CUSTOM",
+        "options": [
+            {"key": f"opt{i}", "value": v}
+            for i, v in enumerate(fake_data.CUSTOM_QUESTIONS["budget"])
+        ],
+    },
+]
+
+
 def build_demo_world(
     fake: FakeGraph, *, pages: int = 1, forms: int = 2, leads: int = 50, seed: int = 0
 ) -> dict[str, Any]:
@@ -1441,7 +1462,9 @@ def build_demo_world(
         fake.install_app(page.id)
         campaign = fake.add_campaign(page.id, f"Leads {p + 1}")
         for f in range(forms):
-            form_id = fake.add_form(page.id, f"Form {p + 1}.{f + 1}")
+            form_id = fake.add_form(
+                page.id, f"Form {p + 1}.{f + 1}", questions=copy.deepcopy(DEMO_QUESTIONS)
+            )
             adset = fake.add_adset(campaign, f"Ad set {f + 1}", interests=interests[f % 2])
             fake.add_ad(adset, f"Ad {f + 1}", form_id=form_id)
             fake.generate_leads(form_id, leads, start=now - 30 * 86400, end=now)
