@@ -456,3 +456,112 @@ def main() -> None:
     except USER_ERRORS as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
+
+
+# -- the daemon -------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_daemon(
+    ctx: typer.Context,
+    once: bool = typer.Option(False, "--once", help="Run every job once, then exit."),
+    host: str | None = typer.Option(None, "--host", help="Listen address (server.host)."),
+    port: int | None = typer.Option(None, "--port", help="Listen port (server.port)."),
+) -> None:
+    """The daemon: scheduled jobs, webhooks, /healthz, /readyz and /metrics. SIGTERM or
+    Ctrl-C finishes the batch in hand and exits; SIGHUP reloads the config."""
+    from connector.runtime.daemon import Daemon
+
+    if logs_verbosity(ctx) == 0:
+        logs.configure(1)  # the daemon logs at INFO: counts and ids, nothing personal
+    app_state = state(ctx)
+    config = app_state.config()
+    store = open_store(app_state.store_url or config.store.url, config.catalogue())
+    daemon = Daemon(config, store, config_path=app_state.config_path)
+    try:
+        code = daemon.run(once=once, host=host, port=port)
+    finally:
+        store.close()
+    raise typer.Exit(code)
+
+
+def logs_verbosity(ctx: typer.Context) -> int:
+    params = ctx.find_root().params
+    return int(params.get("verbose") or 0)
+
+
+def _ago(when: Any, now: Any) -> str:
+    if when is None:
+        return "-"
+    seconds = int((now - when).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+@app.command("status")
+def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """What every source, system and job last did: health, runs, cursors and lag, outbox
+    depth and age, quarantine, pending webhook deliveries."""
+    from datetime import UTC, datetime
+
+    from connector.runtime import status as status_module
+
+    store = state(ctx).store()
+    now = datetime.now(UTC)
+    data = status_module.collect(store, now)
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title="sources and systems")
+    for column in ("source", "state", "reason", "paused until", "last success"):
+        table.add_column(column)
+    for row in data["sources"]:
+        table.add_row(
+            row["source"],
+            row["state"],
+            row["reason"] or "",
+            str(row["paused_until"] or ""),
+            _ago(row["last_success_at"], now),
+        )
+    out.print(table)
+    table = Table(title="jobs (last run)")
+    for column in ("job", "started", "replica", "result", "message"):
+        table.add_column(column)
+    for row in data["jobs"]:
+        result = {True: "ok", False: "failed", None: "running"}[row["ok"]]
+        table.add_row(
+            row["job_id"],
+            _ago(row["started_at"], now),
+            row["replica"],
+            result,
+            row["message"] or "",
+        )
+    out.print(table)
+    table = Table(title="cursors")
+    for column in ("source", "stream", "value", "lag"):
+        table.add_column(column)
+    for row in data["cursors"]:
+        table.add_row(
+            row["source"],
+            row["stream"],
+            json.dumps(row["value"], default=str)[:60],
+            _ago(row["updated_at"], now),
+        )
+    out.print(table)
+    table = Table(title="outbox")
+    for column in ("destination", "pending", "oldest", "failed"):
+        table.add_column(column)
+    for destination, entry in data["outbox"].items():
+        table.add_row(
+            destination, str(entry["pending"]), f"{entry['oldest_age']:.0f}s", str(entry["failed"])
+        )
+    out.print(table)
+    out.print(
+        f"quarantine: {data['quarantine_open']} open · webhook deliveries pending: "
+        f"{data['webhooks_pending']}"
+    )

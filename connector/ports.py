@@ -130,6 +130,58 @@ class Plugin(Protocol):
     def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
         """HTTP routes for the daemon's server (webhooks, collectors), mounted as given."""
 
+    def destinations(self, runtime: Runtime) -> Sequence[Destination]:
+        """Where outbox rows go (a CRM's status API, an audience), by `Destination.name`."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One outbound effect to deliver (see connector.sync.outbox)."""
+
+    id: int
+    destination: str
+    kind: str
+    key: str
+    payload: Any
+    contact_id: int | None
+    attempts: int
+    """Delivery attempts so far, this one included."""
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The destination has the effect."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient failure: try again after `after` seconds (None: the outbox's backoff)."""
+
+    error: str
+    after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A permanent failure: never retried; kept with its error for a person to look at."""
+
+    error: str
+
+
+DeliveryResult = Delivered | Retry | Failed
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """Something outbox rows are delivered to; `name` is the rows' `destination`."""
+
+    name: str
+
+    def deliver(self, rows: Sequence[OutboxRow]) -> Sequence[DeliveryResult]:
+        """Deliver a batch; one result per row, in the order of `rows`. Raising counts as
+        `Retry` for every row of the batch."""
+
 
 @cache
 def plugins() -> dict[str, Plugin]:

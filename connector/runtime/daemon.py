@@ -1,0 +1,262 @@
+"""`leadsync run`: the scheduler and the HTTP server in one process.
+
+Threads: the main thread owns the lifecycle and the signals (SIGTERM/SIGINT stop,
+SIGHUP reloads the YAML); APScheduler runs jobs on its own pool; uvicorn serves the app
+on a thread of its own with its signal handlers off, so there is exactly one place that
+decides when the process stops: `stopping`.
+
+Stopping: set `stopping` (jobs check it between batches), stop the scheduler and wait
+for the running jobs to return, then stop the server, release the SQLite lock, exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from connector.config import ConfigError, load_config
+from connector.ports import Destination, Health, Job, Plugin, Runtime
+from connector.runtime import health
+from connector.runtime.locks import JobLocks, SqliteFileLock
+from connector.runtime.scheduler import JobRunner, add_jobs, build
+from connector.store import Store
+
+log = structlog.get_logger("leadsync.daemon")
+
+EXTRA_PLUGINS_ENV = "LEADSYNC_EXTRA_PLUGINS"
+"""Test hook: comma-separated "module:attr" plugins added to the installed ones (so a
+subprocess test can run `leadsync run` with a tiny plugin without installing one)."""
+
+OUTBOX_JOB = "outbox.deliver"
+OUTBOX_EVERY = 5.0
+
+
+def installed_plugins() -> dict[str, Plugin]:
+    """Entry-point plugins plus any named in $LEADSYNC_EXTRA_PLUGINS."""
+    from importlib import import_module
+
+    from connector.ports import plugins
+
+    found = dict(plugins())
+    for spec in filter(None, os.environ.get(EXTRA_PLUGINS_ENV, "").split(",")):
+        module, _, attr = spec.strip().partition(":")
+        plugin = getattr(import_module(module), attr or "plugin")
+        found[getattr(plugin, "name", attr)] = plugin
+    return found
+
+
+class _Server:
+    """uvicorn on a thread, without its own signal handlers."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        class Quiet(uvicorn.Server):
+            def install_signal_handlers(self) -> None:  # the main thread handles them
+                pass
+
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        self.server = Quiet(config)
+        self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+        self.where = f"{host}:{port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise OSError(f"the HTTP server could not listen on {self.where}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class Daemon(Runtime):
+    """The `Runtime` adapters see, and the process that runs their jobs and routes."""
+
+    def __init__(
+        self,
+        config: Any,
+        store: Store,
+        plugins: dict[str, Plugin] | None = None,
+        *,
+        config_path: Path | str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.stopping = threading.Event()
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self.plugins = plugins if plugins is not None else installed_plugins()
+        self.config_path = config_path
+        self.locks = JobLocks(store)
+        self.runner = JobRunner(self, self.locks)
+        self.runner.on_finished = self.wake
+        self.scheduler: Any = None
+        self._reload = threading.Event()
+
+    # -- Runtime ---------------------------------------------------------------------
+
+    def report(
+        self,
+        source: str,
+        state: Health,
+        reason: str | None = None,
+        *,
+        until: datetime | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        health.report(self.store, source, state, reason, until=until, detail=detail)
+        event = log.info if state == "ok" else log.warning
+        event("source.health", source=source, state=state, reason=reason, until=until)
+
+    def wake(self, job_id: str) -> None:
+        scheduler = self.scheduler
+        if scheduler is None or self.stopping.is_set():
+            return
+        if self.runner.wake_after(job_id):
+            return
+        try:
+            scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+        except Exception as exc:  # JobLookupError: unknown id, or the scheduler is down
+            log.info("job.wake_ignored", job=job_id, error=type(exc).__name__)
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def destinations(self) -> list[Destination]:
+        found: list[Destination] = []
+        for plugin in self.plugins.values():
+            contribute = getattr(plugin, "destinations", None)
+            if contribute is not None:
+                found.extend(contribute(self))
+        return found
+
+    def jobs(self) -> list[Job]:
+        """Every plugin's jobs (by plugin name), then the core ones."""
+        found: list[Job] = []
+        for _name, plugin in sorted(self.plugins.items()):
+            contribute = getattr(plugin, "jobs", None)
+            if contribute is not None:
+                found.extend(contribute(self))
+        targets = self.destinations()
+        if targets:
+
+            def deliver(runtime: Runtime) -> None:
+                from connector.sync import outbox
+
+                outbox.deliver(runtime.store, targets, runtime.stopping)
+
+            found.append(Job(id=OUTBOX_JOB, run=deliver, every=OUTBOX_EVERY, jitter=1.0))
+        return found
+
+    def run_once(self, jobs: Sequence[Job] | None = None) -> int:
+        """Every job once, in order; 0 if none failed, 1 otherwise."""
+        failed = 0
+        for job in self.jobs() if jobs is None else jobs:
+            if self.stopping.is_set():
+                break
+            if self.runner.run(job) is False:
+                failed += 1
+        return 1 if failed else 0
+
+    # -- the process -----------------------------------------------------------------
+
+    def run(self, once: bool = False, host: str | None = None, port: int | None = None) -> int:
+        """Run until SIGTERM/SIGINT (or, with `once`, every job once); the exit code."""
+        file_lock = SqliteFileLock.for_store(self.store)
+        if file_lock is not None:
+            file_lock.acquire()
+        previous = self._install_signals()
+        try:
+            if once:
+                log.info("daemon.once", replica=self.replica)
+                return self.run_once()
+            return self._serve(host, port)
+        finally:
+            self._restore_signals(previous)
+            if file_lock is not None:
+                file_lock.release()
+
+    def _serve(self, host: str | None, port: int | None) -> int:
+        from connector.runtime.server import build_app
+
+        server_config = getattr(self.config, "server", None)
+        host = str(host or getattr(server_config, "host", "127.0.0.1"))
+        port = int(port if port is not None else getattr(server_config, "port", 8787))
+        jobs = self.jobs()
+        self.scheduler = build(jobs, self.runner)
+        server = _Server(build_app(self, self.plugins), host, port)
+        server.start()
+        self.scheduler.start()
+        log.info(
+            "daemon.started",
+            replica=self.replica,
+            listen=f"{host}:{port}",
+            jobs=[j.id for j in jobs],
+            store=self.store.dialect,
+        )
+        try:
+            while not self.stopping.wait(0.2):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+        finally:
+            log.info("daemon.stopping", replica=self.replica)
+            self.stopping.set()
+            self.scheduler.shutdown(wait=True)
+            server.stop()
+            log.info("daemon.stopped", replica=self.replica)
+        return 0
+
+    def reload(self) -> bool:
+        """Re-read and validate the YAML; keep the old config if it is invalid."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.warning("config.reload_rejected", reason=str(exc))
+            return False
+        if getattr(config, "store", None) != getattr(self.config, "store", None):
+            log.warning("config.store_change_ignored", reason="restart to change the store")
+        self.config = config
+        jobs = self.jobs()
+        if self.scheduler is not None:
+            self.scheduler.remove_all_jobs()
+            add_jobs(self.scheduler, jobs, self.runner)
+        log.info("config.reloaded", jobs=[j.id for j in jobs])
+        return True
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("daemon.signal", signal=signal.Signals(signum).name)
+            self.stopping.set()
+
+        def hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+
+        previous: dict[int, Any] = {}
+        for signum, handler in (
+            (signal.SIGTERM, stop),
+            (signal.SIGINT, stop),
+            (signal.SIGHUP, hup),
+        ):
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

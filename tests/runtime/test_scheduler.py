@@ -1,0 +1,173 @@
+"""The job wrapper and the scheduler built from plugins' jobs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connector.config import LeadsyncConfig
+from connector.ports import Job, Runtime
+from connector.runtime import scheduler as sched
+from connector.runtime.daemon import Daemon
+from connector.store import Store
+from connector.store.tables import job_runs
+
+
+class Jobs:
+    name = "inline"
+
+    def __init__(self, *jobs: Job) -> None:
+        self._jobs = list(jobs)
+
+    def jobs(self, runtime: Runtime) -> Sequence[Job]:
+        return self._jobs
+
+
+def daemon(store: Store, *jobs: Job) -> Daemon:
+    return Daemon(LeadsyncConfig(), store, {"inline": Jobs(*jobs)})  # type: ignore[dict-item]
+
+
+def runs(store: Store, job_id: str | None = None) -> list[dict[str, Any]]:
+    query = select(job_runs).order_by(job_runs.c.id)
+    if job_id:
+        query = query.where(job_runs.c.job_id == job_id)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
+    """Poll until `condition` holds (a generous ceiling, not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def started() -> Iterator[list[Daemon]]:
+    """Daemons whose scheduler a test started; shut down afterwards."""
+    made: list[Daemon] = []
+    yield made
+    for d in made:
+        d.stopping.set()
+        if d.scheduler is not None and d.scheduler.running:
+            d.scheduler.shutdown(wait=True)
+
+
+def start(d: Daemon, made: list[Daemon]) -> None:
+    d.scheduler = sched.build(d.jobs(), d.runner)
+    d.scheduler.start()
+    made.append(d)
+
+
+def test_run_once_records_each_run(store: Store) -> None:
+    calls: list[str] = []
+    d = daemon(
+        store,
+        Job("a.first", lambda rt: calls.append("a"), every=60),
+        Job("b.second", lambda rt: calls.append("b"), cron="*/5 * * * *"),
+    )
+    assert d.run_once() == 0
+    assert calls == ["a", "b"]
+    rows = runs(store)
+    assert [r["job_id"] for r in rows] == ["a.first", "b.second"]
+    for r in rows:
+        assert r["ok"] is True and r["message"] is None
+        assert r["replica"] == d.replica and ":" in d.replica
+        assert r["finished_at"] >= r["started_at"]
+
+
+def test_exception_is_recorded_and_the_scheduler_survives(
+    store: Store, started: list[Daemon]
+) -> None:
+    def broken(rt: Runtime) -> None:
+        raise ValueError("token expired")
+
+    good: list[int] = []
+    d = daemon(
+        store,
+        Job("x.broken", broken, every=0.05),
+        Job("x.good", lambda rt: good.append(1), every=0.05),
+    )
+    start(d, started)
+    wait_for(lambda: len(runs(store, "x.broken")) >= 3 and len(good) >= 3, "repeated runs")
+    assert d.scheduler.running
+    failed = [r for r in runs(store, "x.broken") if r["finished_at"] is not None]
+    assert failed and all(r["ok"] is False for r in failed)
+    assert failed[0]["message"] == "ValueError: token expired"
+    assert d.run_once() == 1  # --once exits non-zero when a job failed
+
+
+def test_scheduler_configuration_follows_the_job(store: Store) -> None:
+    d = daemon(
+        store,
+        Job("c.interval", lambda rt: None, every=30, jitter=5, misfire_grace=120),
+        Job("c.cron", lambda rt: None, cron="0 3 * * *", misfire_grace=0.5),
+    )
+    scheduler = sched.build(d.jobs(), d.runner)
+    interval, cron = scheduler.get_job("c.interval"), scheduler.get_job("c.cron")
+    for job in (interval, cron):
+        assert job.coalesce is True
+        assert job.max_instances == 1
+    assert interval.misfire_grace_time == 120  # the Job's, not APScheduler's 1 s
+    assert cron.misfire_grace_time == 1
+    assert interval.trigger.interval.total_seconds() == 30 and interval.trigger.jitter == 5
+    assert str(cron.trigger.fields[5]) == "3"  # hour
+    with pytest.raises(ValueError, match="exactly one"):
+        sched.trigger(Job("bad", lambda rt: None))
+
+
+def test_at_most_one_instance_and_wake_while_running_runs_again(
+    store: Store, started: list[Daemon]
+) -> None:
+    release = threading.Event()
+    entered: list[int] = []
+
+    def blocking(rt: Runtime) -> None:
+        entered.append(1)
+        release.wait(20)
+
+    job = Job("d.block", blocking, every=3600)
+    d = daemon(store, job)
+    start(d, started)
+    wait_for(lambda: entered == [1], "first run started")
+    assert d.runner.run(job) is None  # a second instance is refused
+    d.wake("d.block")  # arrives while running: remembered
+    release.set()
+    wait_for(lambda: len(entered) == 2, "the woken run")
+    wait_for(lambda: all(r["ok"] for r in runs(store, "d.block")), "both runs finished")
+    assert len(runs(store, "d.block")) == 2
+
+
+def test_wake_runs_a_job_before_its_time(store: Store, started: list[Daemon]) -> None:
+    calls: list[int] = []
+    d = daemon(store, Job("e.hourly", lambda rt: calls.append(1), every=3600))
+    start(d, started)
+    wait_for(
+        lambda: len(runs(store, "e.hourly")) == 1 and runs(store, "e.hourly")[0]["ok"], "first"
+    )
+    d.wake("e.hourly")
+    wait_for(lambda: len(calls) == 2, "the woken run")
+    d.wake("no.such.job")  # ignored, not an error
+
+
+def test_stopping_skips_new_runs(store: Store) -> None:
+    calls: list[int] = []
+    d = daemon(store, Job("f.one", lambda rt: calls.append(1), every=60))
+    d.stopping.set()
+    assert d.run_once() == 0
+    assert calls == [] and runs(store) == []
+
+
+def test_duplicate_job_ids_are_refused(store: Store) -> None:
+    d = daemon(
+        store, Job("g.same", lambda rt: None, every=1), Job("g.same", lambda rt: None, every=2)
+    )
+    with pytest.raises(ValueError, match="unique"):
+        sched.build(d.jobs(), d.runner)
