@@ -25,8 +25,6 @@ from tests.conftest import PG_URL, reset_postgres
 from tests.reliability.daemons import free_port, round_robin, start_daemon, wait_ready, write_config
 
 pytestmark = pytest.mark.slow
-# TEMPORARY until `leadsync run` is merged this session.
-pytest.importorskip("connector.runtime.daemon")
 DAY = 86400.0
 
 
@@ -67,12 +65,23 @@ def test_kill_9_ten_times_during_a_20000_lead_ingest(fake: Any, tmp_path: Path) 
     open_store(url).close()
     rng = random.Random(4)
     log = tmp_path / "daemon.log"
+    # 50 ms a Graph call (the real API is slower), so the ingest spans all ten kills.
+    fake.faults.latency = 0.05
+    seen = 0
     for _ in range(10):
         daemon = start_daemon(config, url, free_port(), log)
-        time.sleep(rng.uniform(1.5, 4.0))
+        # Kill at a random moment once this run has committed something of its own.
+        deadline = time.time() + 60
+        while time.time() < deadline and len(stored_ids(url)) <= seen:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
         os.kill(daemon.pid, signal.SIGKILL)
         daemon.wait()
+        now_stored = len(stored_ids(url))
+        assert now_stored > seen, "a run made no progress"
+        seen = now_stored
     assert 0 < len(set(stored_ids(url))) < len(made), "the kills did not land mid-ingest"
+    fake.faults.latency = 0.0
     finish = subprocess.run(
         [*_cli(config, url), "run", "--once"], capture_output=True, text=True, timeout=300
     )
