@@ -133,3 +133,23 @@ def test_concurrent_deliverers_never_deliver_a_row_twice(store_url: str) -> None
     assert all(r["delivered_at"] is not None and r["attempts"] == 1 for r in rows(stores[0]))
     for s in stores:
         s.close()
+
+
+def test_the_daemon_delivers_through_plugins_destinations(store: Store) -> None:
+    from connector.config import LeadsyncConfig
+    from connector.runtime.daemon import OUTBOX_JOB, Daemon
+
+    target = Recorder()
+
+    class WithDestination:
+        name = "crm"
+
+        def destinations(self, runtime: object) -> list[Recorder]:
+            return [target]
+
+    fill(store, 3)
+    d = Daemon(LeadsyncConfig(), store, {"crm": WithDestination()})  # type: ignore[dict-item]
+    assert [j.id for j in d.jobs()] == [OUTBOX_JOB]
+    assert d.run_once() == 0
+    assert len(target.seen) == 3 and outbox.depth(store) == {}
+    assert Daemon(LeadsyncConfig(), store, {}).jobs() == []  # no destination, no job
