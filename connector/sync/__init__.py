@@ -1,0 +1,1 @@
+"""Outbound effects: the outbox and (later) two-way sync with connected systems."""
