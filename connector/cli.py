@@ -411,33 +411,45 @@ def demo(
     workdir: Path | None = typer.Option(
         None, help="Keep the demo store here (default: a temp dir)."
     ),
+    seconds: float = typer.Option(30.0, help="How long the daemon runs against the emulators."),
 ) -> None:
-    """The whole loop on a throwaway SQLite store with bundled data and local emulators."""
+    """The whole loop on a throwaway SQLite store: a CSV import, then the real daemon
+    against local emulators of the ad platform, with leads arriving by webhook."""
     import tempfile
+
+    from connector.runtime.demo import run_live
 
     base = workdir or Path(tempfile.mkdtemp(prefix="leadsync-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{base / 'demo.db'}"
     store = open_store(url)
     out.print(f"[bold]leadsync demo[/] store: {url}")
+    installed = plugins()
     steps = sorted(
         (
             (getattr(p, "demo_order", 100), name, p)
-            for name, p in plugins().items()
+            for name, p in installed.items()
             if hasattr(p, "demo")
         ),
         key=lambda item: (item[0], item[1]),
     )
     for _order, _name, plugin in steps:
         plugin.demo(store, base, out)
+    final = run_live(store, installed, seconds, out)
     total, rows = contact_store.list_contacts(store, limit=25)
     out.print(contacts_table(rows, f"{total} contacts (newest 25)"))
     counts = contact_store.counts(store)
     out.print("by status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     out.print(
+        "leads by source: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(final["leads"].items()))
+        + f"; webhooks received: {final['webhooks']}"
+    )
+    out.print(
         f"\nLook around:\n  leadsync --store {url} contacts list\n"
         f"  leadsync --store {url} contacts show {rows[-1]['id'] if rows else 1}\n"
-        f"  leadsync --store {url} quarantine list"
+        f"  leadsync --store {url} quarantine list\n"
+        f"  leadsync --store {url} status"
     )
 
 

@@ -108,6 +108,27 @@ class Job:
     misfire_grace: float = 300.0
 
 
+class LiveDemo(Protocol):
+    """An adapter's part of `leadsync demo`: a local emulator the demo's daemon reads."""
+
+    title: str
+
+    def section(self) -> tuple[str, dict[str, Any]]:
+        """The config section (key, values) that points the daemon at the emulator."""
+
+    def start(self, server_url: str) -> None:
+        """The daemon's server is up at `server_url`: subscribe its webhooks."""
+
+    def tick(self, elapsed: float) -> None:
+        """Called about twice a second while the demo runs: new leads may arrive."""
+
+    def summary(self) -> list[str]:
+        """Lines for the closing summary (what the emulator served and sent)."""
+
+    def stop(self) -> None:
+        """Shut the emulator down."""
+
+
 class Plugin(Protocol):
     """What an adapter package offers the core; every member is optional."""
 
@@ -129,6 +150,9 @@ class Plugin(Protocol):
 
     def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
         """HTTP routes for the daemon's server (webhooks, collectors), mounted as given."""
+
+    def demo_live(self) -> LiveDemo:
+        """The adapter's emulator for `leadsync demo` (started when this is called)."""
 
     def destinations(self, runtime: Runtime) -> Sequence[Destination]:
         """Where outbox rows go (a CRM's status API, an audience), by `Destination.name`."""

@@ -89,6 +89,12 @@ class FacebookPlugin:
         config = section(runtime.config)
         return routes(runtime, config) if config is not None else []
 
+    def demo_live(self) -> Any:
+        """The Graph API emulator with a Page of messy leads, for `leadsync demo`."""
+        from adapters.facebook.demo import FacebookDemo
+
+        return FacebookDemo()
+
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         groups["backfill"].command("facebook")(backfill_facebook)
         groups["fake"].command("facebook")(fake_facebook)

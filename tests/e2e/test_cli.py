@@ -173,6 +173,26 @@ def test_db_upgrade_and_demo(tmp_path: Path) -> None:
 
     upgraded = run("db", "upgrade", store=url).stdout
     assert f"revision {head_revision()}" in " ".join(upgraded.split())
-    demo = run("demo", "--workdir", str(tmp_path / "demo"))
-    assert "20 contacts" in demo.stdout and "quarantined" in demo.stdout
-    assert "0 created, 0 updated" in demo.stdout
+    demo = run("demo", "--workdir", str(tmp_path / "demo"), "--seconds", "9")
+    text = " ".join(demo.stdout.split())
+    assert "0 created, 0 updated" in text  # the CSV re-import changed nothing
+    assert "the daemon listens on http://127.0.0.1:" in text
+    # The daemon polled the emulator and took leads by webhook while it ran.
+    from sqlalchemy import create_engine, func, select
+
+    from connector.store.tables import leads, webhook_deliveries
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'demo' / 'demo.db'}")
+    with engine.connect() as conn:
+        by_source = dict(
+            conn.execute(select(leads.c.source, func.count()).group_by(leads.c.source)).all()
+        )
+        hooks = conn.execute(
+            select(func.count()).select_from(webhook_deliveries)
+            .where(webhook_deliveries.c.processed_at.is_not(None))
+        ).scalar_one()  # fmt: skip
+    engine.dispose()
+    assert by_source["customers-csv"] >= 20 and by_source["facebook"] >= 50
+    assert hooks >= 2
+    assert f"leads by source: customers-csv {by_source['customers-csv']}" in text
+    assert f"--store sqlite:///{tmp_path / 'demo' / 'demo.db'} status" in text
