@@ -37,7 +37,9 @@ DAY = 86400.0
 
 def _emulator(conn: Any, leads: int, forms: int, latency: float, seed: int) -> None:
     """Child process: build the world, send its description, serve until told to stop."""
-    from adapters.facebook.fake import FakeGraph
+    import copy
+
+    from adapters.facebook.fake import DEMO_QUESTIONS, FakeGraph
 
     fake = FakeGraph(seed=seed)
     base = fake.start()
@@ -50,7 +52,11 @@ def _emulator(conn: Any, leads: int, forms: int, latency: float, seed: int) -> N
         for i in range(4)
     ]
     ads = [fake.add_ad(adsets[i % 4], name=f"Ad {i}") for i in range(8)]
-    form_ids = [fake.add_form(page.id, name=f"Form {i}") for i in range(forms)]
+    # Forms for a four-country audience ask the country (as the demo's do).
+    form_ids = [
+        fake.add_form(page.id, name=f"Form {i}", questions=copy.deepcopy(DEMO_QUESTIONS))
+        for i in range(forms)
+    ]
     now = time.time()
     per_form = [leads // forms + (1 if i < leads % forms else 0) for i in range(forms)]
     for form_id, n in zip(form_ids, per_form, strict=True):
@@ -76,9 +82,11 @@ def run(leads: int, forms: int, latency: float, page_size: int, seed: int) -> di
     from adapters.facebook import Backfill
     from adapters.facebook.config import FacebookConfig
     from adapters.facebook.source import FacebookSource
+    from connector import logs
     from connector.pipeline import Pipeline
     from connector.store import open_store
 
+    logs.configure(0)  # warnings only: the benchmark prints its own table
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_emulator, args=(child, leads, forms, latency, seed), daemon=True)
