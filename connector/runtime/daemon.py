@@ -153,10 +153,15 @@ class Daemon(Runtime):
         targets = self.destinations()
         if targets:
 
-            def deliver(runtime: Runtime) -> None:
+            def deliver(runtime: Runtime) -> dict[str, int]:
                 from connector.sync import outbox
 
-                outbox.deliver(runtime.store, targets, runtime.stopping)
+                stats = outbox.deliver(runtime.store, targets, runtime.stopping)
+                return {
+                    "delivered": stats.delivered,
+                    "retried": stats.retried,
+                    "failed": stats.failed,
+                }
 
             found.append(Job(id=OUTBOX_JOB, run=deliver, every=OUTBOX_EVERY, jitter=1.0))
         return found
