@@ -492,6 +492,9 @@ def run_daemon(
     daemon = Daemon(config, store, config_path=app_state.config_path)
     try:
         code = daemon.run(once=once, host=host, port=port)
+    except OSError as exc:  # the port is taken, the address is not ours
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     finally:
         store.close()
     raise typer.Exit(code)

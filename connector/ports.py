@@ -101,7 +101,9 @@ class Job:
 
     id: str
     """Stable and unique ("facebook.poll"): names its lock, metrics and status rows."""
-    run: Callable[[Runtime], None]
+    run: Callable[[Runtime], object]
+    """Does the work; may return counts ({"leads": 120, "quarantined": 3}) that the
+    daemon logs with the run (numbers only: never anything personal)."""
     every: float | None = None
     cron: str | None = None
     jitter: float = 0.0

@@ -11,6 +11,7 @@ for the running jobs to return, then stop the server, release the SQLite lock, e
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -53,6 +54,23 @@ def installed_plugins() -> dict[str, Plugin]:
         plugin = getattr(import_module(module), attr or "plugin")
         found[getattr(plugin, "name", attr)] = plugin
     return found
+
+
+class _SchedulerLog(logging.Handler):
+    """APScheduler's own warnings (a run skipped because the previous one still runs, a
+    run missed beyond its grace) as structlog lines, so they land in the JSON log and
+    no run is dropped without a trace. Its messages name jobs and times, nothing else."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = log.warning if record.levelno >= logging.WARNING else log.info
+        event("scheduler.notice", detail=record.getMessage())
+
+
+def _bridge_scheduler_logs() -> None:
+    logger = logging.getLogger("apscheduler")
+    if not any(isinstance(h, _SchedulerLog) for h in logger.handlers):
+        logger.addHandler(_SchedulerLog(logging.WARNING))
+        logger.propagate = False
 
 
 class _Server:
@@ -153,10 +171,15 @@ class Daemon(Runtime):
         targets = self.destinations()
         if targets:
 
-            def deliver(runtime: Runtime) -> None:
+            def deliver(runtime: Runtime) -> dict[str, int]:
                 from connector.sync import outbox
 
-                outbox.deliver(runtime.store, targets, runtime.stopping)
+                stats = outbox.deliver(runtime.store, targets, runtime.stopping)
+                return {
+                    "delivered": stats.delivered,
+                    "retried": stats.retried,
+                    "failed": stats.failed,
+                }
 
             found.append(Job(id=OUTBOX_JOB, run=deliver, every=OUTBOX_EVERY, jitter=1.0))
         return found
@@ -195,6 +218,7 @@ class Daemon(Runtime):
         server_config = getattr(self.config, "server", None)
         host = str(host or getattr(server_config, "host", "127.0.0.1"))
         port = int(port if port is not None else getattr(server_config, "port", 8787))
+        _bridge_scheduler_logs()
         jobs = self.jobs()
         self.scheduler = build(jobs, self.runner)
         server = _Server(build_app(self, self.plugins), host, port)

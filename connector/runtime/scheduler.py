@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,9 +100,9 @@ class JobRunner:
                 ).scalar_one()
             log.info("job.started", job=job.id)
             clock = time.perf_counter()
-            ok, message = True, None
+            ok, message, counts = True, None, {}
             try:
-                job.run(self.runtime)
+                counts = _counts(job.run(self.runtime))
             except Exception as exc:
                 ok, message = False, describe(exc)
                 log.warning("job.failed", job=job.id, error=message)
@@ -116,8 +116,19 @@ class JobRunner:
             JOB_DURATION.labels(job.id).observe(seconds)
             if ok:
                 JOB_LAST_SUCCESS.labels(job.id).set(time.time())
-                log.info("job.finished", job=job.id, seconds=round(seconds, 3))
+                log.info("job.finished", job=job.id, seconds=round(seconds, 3), **counts)
             return ok
+
+
+def _counts(result: object) -> dict[str, int | float]:
+    """The numbers a job returned, for its log line; anything else is dropped."""
+    if isinstance(result, Mapping):
+        return {
+            str(k): v
+            for k, v in result.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and str(k) != "job"
+        }
+    return {}
 
 
 def trigger(job: Job) -> IntervalTrigger | CronTrigger:

@@ -32,15 +32,18 @@ def fail(runtime: Runtime) -> None:
     raise RuntimeError("the fake source is broken")
 
 
-def slow(runtime: Runtime) -> None:
+def slow(runtime: Runtime) -> dict[str, int]:
     """Batches of work; checks `stopping` between them, like a real source."""
     (_dir() / "slow.started").write_text("1")
+    done = 0
     for batch in range(int(os.environ.get("FAKE_SLOW_BATCHES", "1000"))):
         if runtime.stopping.is_set():
             break
         time.sleep(0.2)
         (_dir() / "slow.batches").write_text(str(batch + 1))
+        done = batch + 1
     (_dir() / "slow.finished").write_text("1")
+    return {"batches": done}
 
 
 JOBS = {"tick": tick, "fail": fail, "slow": slow}

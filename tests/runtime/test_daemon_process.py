@@ -93,6 +93,8 @@ def test_run_once_runs_every_job_and_exits(tmp_path: Path, sqlite: str) -> None:
     ]
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     assert {"job.started", "job.finished"} <= {e["event"] for e in events}
+    finished = [e for e in events if e["event"] == "job.finished" and e["job"] == "fake.slow"]
+    assert finished[0]["batches"] == 2  # the counts a job returns are logged with it
 
     status = subprocess.run(
         leadsync(sqlite, "status", "--json"),
@@ -214,3 +216,20 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+def test_a_taken_port_is_one_clear_error(tmp_path: Path, sqlite: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            leadsync(sqlite, "run", "--port", str(port)),
+            env=env(tmp_path, "tick"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2
+    assert f"could not listen on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -79,3 +79,39 @@ def test_no_file_lock_for_postgres_or_memory(store: Store) -> None:
     memory = open_store("sqlite://", upgrade=True)
     assert SqliteFileLock.for_store(memory) is None
     memory.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_two_replicas_never_run_one_job_at_once(store_url: str) -> None:
+    import itertools
+    import time
+
+    from connector.runtime import scheduler as sched
+    from tests.runtime.test_scheduler import wait_for
+
+    def work(rt: object) -> None:
+        time.sleep(0.03)
+
+    stores = [open_store(store_url, Catalogue.default(), upgrade=True) for _ in range(2)]
+    replicas = [
+        Daemon(LeadsyncConfig(), s, {"i": Jobs(Job("shared.poll", work, every=0.02))})  # type: ignore[dict-item]
+        for s in stores
+    ]
+    for index, d in enumerate(replicas):
+        d.replica = f"replica-{index}"  # one process here; two names in job_runs
+        d.scheduler = sched.build(d.jobs(), d.runner)
+        d.scheduler.start()
+    try:
+        wait_for(lambda: len([r for r in runs(stores[0]) if r["ok"]]) >= 20, "20 runs")
+    finally:
+        for d in replicas:
+            d.stopping.set()
+            d.scheduler.shutdown(wait=True)
+    done = sorted(
+        (r for r in runs(stores[0]) if r["finished_at"] is not None), key=lambda r: r["started_at"]
+    )
+    for before, after in itertools.pairwise(done):
+        assert after["started_at"] >= before["finished_at"], "two runs overlapped"
+    for s in stores:
+        s.close()

@@ -14,6 +14,7 @@ from connector.config import LeadsyncConfig
 from connector.ports import Job, Runtime
 from connector.runtime import scheduler as sched
 from connector.runtime.daemon import Daemon
+from connector.runtime.metrics import REGISTRY
 from connector.store import Store
 from connector.store.tables import job_runs
 
@@ -75,6 +76,10 @@ def test_run_once_records_each_run(store: Store) -> None:
     )
     assert d.run_once() == 0
     assert calls == ["a", "b"]
+    assert REGISTRY.get_sample_value("leadsync_job_duration_seconds_count", {"job": "a.first"})
+    assert REGISTRY.get_sample_value(
+        "leadsync_job_last_success_timestamp_seconds", {"job": "b.second"}
+    )
     rows = runs(store)
     assert [r["job_id"] for r in rows] == ["a.first", "b.second"]
     for r in rows:
