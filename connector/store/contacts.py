@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, text, update
 
 from connector.model import STANDARD_FIELDS
 from connector.statuses import UNKNOWN
@@ -21,6 +21,9 @@ from connector.store.tables import (
     status_history,
     statuses,
 )
+
+# Advisory lock key for recording the catalogue ("leadsync" in ASCII, as an int64).
+CATALOGUE_LOCK = 0x6C65616473796E63
 
 
 class NotFoundError(LookupError):
@@ -38,6 +41,11 @@ def apply_catalogue(store: Store) -> None:
     """
     now = datetime.now(UTC)
     with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas starting together would each delete and re-insert the catalogue
+            # and collide on its key; one at a time, each sees the other's rows. (SQLite
+            # transactions already take the write lock at BEGIN.)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CATALOGUE_LOCK})
         for status_id in sorted(store.catalogue.deleted):
             moved = (
                 conn.execute(

@@ -280,3 +280,30 @@ def test_concurrent_writers_make_one_contact_per_person(store_url: str) -> None:
     assert count(stores[0], identities) == 600  # one email and one phone per person
     for s in stores:
         s.close()
+
+
+@pytest.mark.postgres
+def test_replicas_opening_the_store_together_do_not_collide(store: Store) -> None:
+    # Every replica records the catalogue when it opens the store; at the same moment
+    # they used to collide on the statuses' key and one replica died at startup.
+    import threading
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite serialises writers at BEGIN")
+    errors: list[BaseException] = []
+    gate = threading.Barrier(6)
+
+    def opener() -> None:
+        try:
+            gate.wait()
+            open_store(url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import subprocess
 import sys
@@ -38,10 +39,17 @@ def write_config(path: Path, fake: Any, page: Any, **facebook: Any) -> Path:
     return path
 
 
-def start_daemon(config: Path, store: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_daemon(
+    config: Path, store: str, port: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "connector", "-c", str(config), "--store", store, "run"]
     with log.open("ab") as out:
-        return subprocess.Popen([*cmd, "--port", str(port)], stdout=out, stderr=out)
+        return subprocess.Popen(
+            [*cmd, "--port", str(port)],
+            stdout=out,
+            stderr=out,
+            env={**os.environ, **(env or {})},
+        )
 
 
 def wait_ready(port: int, timeout: float = 30) -> None:

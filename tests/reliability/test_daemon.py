@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, select, text
 from adapters.facebook.fake import FakeGraph
 from connector.store import open_store
 from connector.store.tables import cursors, job_runs, leads, quarantine
+from connector.sync import outbox
 from tests.conftest import PG_URL, reset_postgres
 from tests.reliability.daemons import free_port, round_robin, start_daemon, wait_ready, write_config
 
@@ -116,8 +117,19 @@ def test_three_replicas_on_one_postgres(fake: Any, tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "leadsync.yaml", fake, page, poll_every=1, lag=30, first_poll_days=2
     )
+    # Outbound effects waiting for a destination every replica offers.
+    engine = create_engine(PG_URL)
+    with engine.begin() as conn:
+        for i in range(300):
+            outbox.enqueue(conn, "recorder", "test.effect", f"effect-{i}", {"n": i})
+    engine.dispose()
+    deliveries = tmp_path / "outbox.log"
+    env = {
+        "LEADSYNC_EXTRA_PLUGINS": "tests.reliability.outbox_plugin:plugin",
+        "OUTBOX_LOG": str(deliveries),
+    }
     ports = [free_port() for _ in range(3)]
-    daemons = [start_daemon(config, PG_URL, p, tmp_path / f"d{p}.log") for p in ports]
+    daemons = [start_daemon(config, PG_URL, p, tmp_path / f"d{p}.log", env) for p in ports]
     try:
         for port in ports:
             wait_ready(port)
@@ -147,6 +159,8 @@ def test_three_replicas_on_one_postgres(fake: Any, tmp_path: Path) -> None:
         ).all()  # fmt: skip
     engine.dispose()
     assert len({r.replica for r in runs}) > 1, "the jobs never moved between replicas"
+    delivered = [line.split()[0] for line in deliveries.read_text().splitlines()]
+    assert len(delivered) == len(set(delivered)) == 300  # no outbox row delivered twice
     by_job: dict[str, list[Any]] = {}
     for run in runs:
         by_job.setdefault(run.job_id, []).append(run)
