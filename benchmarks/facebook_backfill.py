@@ -8,8 +8,9 @@ the last 60 days. The backfill then runs here, exactly as `leadsync backfill fac
 does (the SDK over loopback, the pipeline into a fresh SQLite store); then two polls,
 the second of which finds nothing new. Reported per run:
 
-- leads/s end to end, and our process's CPU seconds (user + system, workers included)
-  against the wall time: CPU well under the wall time means we waited on the API;
+- leads/s end to end, and the CPU seconds of our process tree (user + system, the
+  normalising workers included, the emulator not) against the wall time: CPU well
+  under the wall time means we waited on the API;
 - Graph calls used against the minimum: one leadgen_forms call for the Page plus, per
   form, ceil(leads / page size) lead pages (the issue's definition);
 - calls made by the idle poll, per form (target: at most one).
@@ -20,9 +21,9 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
-import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -104,13 +105,14 @@ def run(leads: int, forms: int, latency: float, page_size: int, seed: int) -> di
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         source = FacebookSource(config, store.catalogue)
-        cpu0 = _cpu()
+        cpu = TreeCpu(exclude=proc.pid)
+        cpu0 = cpu.read()
         started = time.perf_counter()
         source.discover(statuses=("ACTIVE", "ARCHIVED"), force=True)
         job = Backfill(source, list(source.forms().values()), time.time() - 61 * DAY, time.time())
         stats = Pipeline(store).run(job)
         seconds = time.perf_counter() - started
-        cpu = _cpu() - cpu0
+        cpu_s = cpu.close() - cpu0
         backfill_calls = source.calls
         # Polls: the first sets each form's cursor (reading back one day), the second
         # finds nothing new, which is what the daemon's polls cost on a quiet day.
@@ -130,8 +132,8 @@ def run(leads: int, forms: int, latency: float, page_size: int, seed: int) -> di
         "forms": forms,
         "seconds": round(seconds, 1),
         "leads_per_s": round(stats.rows / seconds),
-        "cpu_s": round(cpu, 1),
-        "cpu_share": round(cpu / seconds, 2),
+        "cpu_s": round(cpu_s, 1),
+        "cpu_share": round(cpu_s / seconds, 2),
         "api_wait_s": round(backfill_calls * latency, 1),
         "calls": backfill_calls,
         "minimum": minimum,
@@ -143,10 +145,42 @@ def run(leads: int, forms: int, latency: float, page_size: int, seed: int) -> di
     }
 
 
-def _cpu() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+class TreeCpu:
+    """CPU seconds of this process and every descendant but the emulator, sampled: the
+    normalising workers are children of multiprocessing's fork server, not ours, so
+    getrusage(RUSAGE_CHILDREN) would miss them."""
+
+    def __init__(self, exclude: int) -> None:
+        import psutil
+
+        self.me = psutil.Process()
+        self.exclude = exclude
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.2):
+            self.read()
+
+    def read(self) -> float:
+        import psutil
+
+        for proc in [self.me, *self.me.children(recursive=True)]:
+            if proc.pid == self.exclude:
+                continue
+            try:
+                t = proc.cpu_times()
+                self.seen[proc.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+        return sum(self.seen.values())
+
+    def close(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return self.read()
 
 
 def main() -> None:
