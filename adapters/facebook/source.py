@@ -37,6 +37,7 @@ from adapters.facebook.leads import DEFAULT_MAPPING, LEAD_FIELDS, to_lead
 from connector.mapping import Mapping, load_mapping
 from connector.model import Lead
 from connector.ports import Batch, Health, SourceError
+from connector.runtime.metrics import THROTTLED_SECONDS
 from connector.statuses import Catalogue
 
 log = structlog.get_logger(__name__)
@@ -143,6 +144,7 @@ class FacebookSource:
             state.throttles += 1
             wait = error.retry_after or backoff_after(state.throttles)
             state.paused_until = self.clock() + wait
+            THROTTLED_SECONDS.labels("facebook").inc(wait)
             log.warning("facebook.throttled", page=page_id, code=error.code, pause_s=round(wait))
             self._tell(page_id, "paused", error.advice, state.paused_until)
         elif error.action in (Action.TOKEN, Action.PERMISSION):

@@ -31,6 +31,7 @@ from adapters.facebook.source import FacebookSource
 from adapters.facebook.webhook import drain, signature
 from connector.pipeline import Pipeline
 from connector.runtime import health, inbox
+from connector.runtime.metrics import THROTTLED_SECONDS
 from connector.store import Store
 from connector.store.tables import leads, quarantine, webhook_deliveries
 
@@ -126,8 +127,11 @@ def test_throttle_pauses_one_page_and_the_others_go_on(fake: FakeGraph, store: S
     source = FacebookSource(fb_config(fake, busy, calm), store.catalogue, report=reporter(store))
     source.discover()
     fake.throttle(busy.id, 600, code=80005, regain_minutes=3)
+    throttled = THROTTLED_SECONDS.labels("facebook")._value.get()
 
     Pipeline(store, workers=0).run(source)
+
+    assert THROTTLED_SECONDS.labels("facebook")._value.get() - throttled == 180  # /metrics
 
     rows = {r["source"]: r for r in health.read(store)}
     assert rows[f"facebook:{busy.id}"]["state"] == "paused"
