@@ -12,7 +12,7 @@ pipeline's retry on a lost race works the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -54,19 +54,18 @@ def _processors(conn: Connection, table: Table, cols: Sequence[str]) -> list[Any
     ]
 
 
-def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    # A batch stamps every row with the same `now` and shares context dicts: convert
-    # each distinct object once. Keyed by id() because dicts are unhashable; the
-    # objects outlive the call, so ids cannot be reused meanwhile.
-    seen: dict[int, Any] = {}
-
-    def convert(value: Any) -> Any:
-        key = id(value)
-        if key not in seen:
-            seen[key] = (value, process(value))
-        return seen[key][1]
-
-    return convert
+def _convert_columns(values: Sequence[Sequence[Any]], procs: list[tuple[int, Any]]) -> Any:
+    # Column by column: each distinct object is converted once (a batch stamps every
+    # row with the same `now` and shares context dicts) and the per-row work is done by
+    # C loops (zip, map). Distinct by id() because dicts are unhashable; the objects
+    # are held by `values`, so ids cannot be reused meanwhile.
+    columns: list[Any] = list(zip(*values, strict=True))
+    for i, process in procs:
+        column = columns[i]
+        distinct = {id(v): v for v in column}
+        converted = {k: process(v) for k, v in distinct.items()}
+        columns[i] = map(converted.__getitem__, map(id, column))
+    return list(zip(*columns, strict=True))
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -74,18 +73,22 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return
     cols = list(rows[0])
-    procs = [(i, _memoized(p)) for i, p in enumerate(_processors(conn, table, cols)) if p]
     pick = itemgetter(*cols)
     single = len(cols) == 1  # itemgetter of one key returns the value, not a tuple
-    values: list[Any] = [(pick(row),) for row in rows] if single else [pick(row) for row in rows]
+    insert_values(
+        conn, table, cols, [(pick(r),) for r in rows] if single else list(map(pick, rows))
+    )
+
+
+def insert_values(
+    conn: Connection, table: Table, cols: Sequence[str], values: Sequence[Sequence[Any]]
+) -> None:
+    """INSERT rows given as value tuples in the order of `cols` (no dict per row)."""
+    if not values:
+        return
+    procs = [(i, p) for i, p in enumerate(_processors(conn, table, cols)) if p]
     if procs:
-        converted = []
-        for row in values:
-            out = list(row)
-            for i, process in procs:
-                out[i] = process(out[i])
-            converted.append(out)
-        values = converted
+        values = _convert_columns(values, procs)
     quote = conn.dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in cols)
     raw = conn.connection.driver_connection

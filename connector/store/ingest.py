@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from connector.identity import ContactState, Plan, content_hash
 from connector.model import STANDARD_FIELDS, Resolved
-from connector.store.bulk import among, insert_rows, reserve_ids
+from connector.store.bulk import among, insert_rows, insert_values, reserve_ids
 from connector.store.tables import (
     contacts,
     cursors,
@@ -108,11 +108,21 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
     new = [c for c in plan.contacts.values() if c.new]
     ids = reserve_ids(conn, contacts, len(new))
     real = {c.id: i for c, i in zip(new, ids, strict=True)}
-    insert_rows(
+    # Rows go as tuples in the order of the column lists: no dict per row.
+    insert_values(
         conn,
         contacts,
+        _CONTACT_COLUMNS,
         [
-            {"id": i, **_contact_row(c, now), "created_at": now}
+            (
+                i,
+                *map(c.attrs.get, STANDARD_FIELDS),
+                c.status,
+                c.status_changed_at,
+                c.custom,
+                now,
+                now,
+            )
             for c, i in zip(new, ids, strict=True)
         ],
     )
@@ -141,16 +151,19 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
         )
         conn.execute(stmt, [{**_contact_row(c, now), "_id": c.id} for c in dirty])
 
-    insert_rows(
+    insert_values(
         conn,
         identities,
-        [
-            {"key": k, "kind": k.split(":", 1)[0], "contact_id": final(c), "created_at": now}
-            for k, c in plan.identities
-        ],
+        ("key", "kind", "contact_id", "created_at"),
+        [(k, k.split(":", 1)[0], final(c), now) for k, c in plan.identities],
     )
     fresh = [w for w in plan.leads.values() if not w.exists]
-    insert_rows(conn, leads, [_lead_row(w.record, final(w.contact_id), now) for w in fresh])
+    insert_values(
+        conn,
+        leads,
+        _LEAD_COLUMNS,
+        [_lead_values(w.record, final(w.contact_id), now) for w in fresh],
+    )
     changed = [w for w in plan.leads.values() if w.exists]
     if changed:
         conn.execute(
@@ -176,20 +189,51 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
             ],
         )
 
-    insert_rows(
+    insert_values(
         conn,
         status_history,
+        ("contact_id", "from_status", "to_status", "origin", "actor", "at"),
         [
-            {
-                "contact_id": final(h.contact_id),
-                "from_status": h.from_status,
-                "to_status": h.to_status,
-                "origin": h.origin,
-                "actor": None,
-                "at": h.at,
-            }
+            (final(h.contact_id), h.from_status, h.to_status, h.origin, None, h.at)
             for h in plan.history
         ],
+    )
+
+
+_CONTACT_COLUMNS = (
+    "id",
+    *STANDARD_FIELDS,
+    "status",
+    "status_changed_at",
+    "custom",
+    "updated_at",
+    "created_at",
+)
+_LEAD_COLUMNS = (
+    "source",
+    "source_id",
+    "contact_id",
+    "payload_hash",
+    "ref",
+    "raw",
+    "context",
+    "occurred_at",
+    "received_at",
+)
+
+
+def _lead_values(record: Resolved, contact_id: int, now: datetime) -> tuple[Any, ...]:
+    """A lead row in the order of _LEAD_COLUMNS."""
+    return (
+        record.source,
+        record.source_id,
+        contact_id,
+        record.payload_hash,
+        record.ref,
+        record.raw,
+        record.context,
+        record.occurred_at,
+        now,
     )
 
 
