@@ -53,10 +53,12 @@ def wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> N
 
 
 def runs(store: str) -> list[dict[str, object]]:
+    """This test's job runs (the fake plugin's), oldest first."""
     opened = open_store(store, upgrade=True)
+    query = select(job_runs).where(job_runs.c.job_id.like("fake.%")).order_by(job_runs.c.id)
     try:
         with opened.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(job_runs).order_by("id"))]
+            return [dict(r._mapping) for r in conn.execute(query)]
     finally:
         opened.close()
 
@@ -76,7 +78,8 @@ def daemons() -> Iterator[list[subprocess.Popen[str]]]:
             proc.wait()
 
 
-def test_run_once_runs_every_job_and_exits(tmp_path: Path, sqlite: str) -> None:
+def test_run_once_runs_every_job_and_exits(tmp_path: Path, store_url: str) -> None:
+    sqlite = store_url  # both stores: the SQLite file lock and the PostgreSQL advisory locks
     proc = subprocess.run(
         leadsync(sqlite, "run", "--once"),
         env=env(tmp_path, "tick,slow", FAKE_SLOW_BATCHES="2"),
