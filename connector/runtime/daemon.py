@@ -29,7 +29,7 @@ from connector.config import ConfigError, load_config
 from connector.ports import Destination, Health, Job, Plugin, Runtime
 from connector.runtime import health
 from connector.runtime.locks import JobLocks, SqliteFileLock
-from connector.runtime.scheduler import JobRunner, add_jobs, build
+from connector.runtime.scheduler import JobRunner, add_jobs, build, describe
 from connector.store import Store
 
 log = structlog.get_logger("leadsync.daemon")
@@ -253,8 +253,13 @@ class Daemon(Runtime):
             return False
         if getattr(config, "store", None) != getattr(self.config, "store", None):
             log.warning("config.store_change_ignored", reason="restart to change the store")
-        self.config = config
-        jobs = self.jobs()
+        previous, self.config = self.config, config
+        try:
+            jobs = self.jobs()  # adapters read their sections here: may refuse them
+        except Exception as exc:
+            self.config = previous
+            log.warning("config.reload_rejected", reason=describe(exc))
+            return False
         if self.scheduler is not None:
             self.scheduler.remove_all_jobs()
             add_jobs(self.scheduler, jobs, self.runner)

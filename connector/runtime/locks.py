@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from connector.store import Store, StoreError
 
@@ -55,11 +55,23 @@ class JobLocks:
             try:
                 yield True
             finally:
-                with contextlib.suppress(Exception):
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+                self._unlock(conn, key)
         finally:
             conn.close()
+
+    @staticmethod
+    def _unlock(conn: Connection, key: int) -> None:
+        """Release the lock; a connection that may still hold it is discarded, never
+        returned to the pool (a pooled connection holding the lock would block the job
+        on every replica until it is closed)."""
+        try:
+            released = conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key}).scalar()
+            conn.commit()
+        except Exception:
+            released = False
+        if not released:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
 
 
 class SingleProcessError(StoreError):

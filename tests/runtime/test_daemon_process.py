@@ -21,6 +21,8 @@ from connector.store import open_store
 from connector.store.tables import job_runs
 
 ROOT = Path(__file__).parents[2]
+# Real processes: 2-4 s each on an idle machine, more under load (`-m "not slow"` skips).
+pytestmark = pytest.mark.slow
 
 
 def env(tmp_path: Path, jobs: str, **extra: str) -> dict[str, str]:
@@ -53,10 +55,12 @@ def wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> N
 
 
 def runs(store: str) -> list[dict[str, object]]:
+    """This test's job runs (the fake plugin's), oldest first."""
     opened = open_store(store, upgrade=True)
+    query = select(job_runs).where(job_runs.c.job_id.like("fake.%")).order_by(job_runs.c.id)
     try:
         with opened.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(job_runs).order_by("id"))]
+            return [dict(r._mapping) for r in conn.execute(query)]
     finally:
         opened.close()
 
@@ -76,7 +80,8 @@ def daemons() -> Iterator[list[subprocess.Popen[str]]]:
             proc.wait()
 
 
-def test_run_once_runs_every_job_and_exits(tmp_path: Path, sqlite: str) -> None:
+def test_run_once_runs_every_job_and_exits(tmp_path: Path, store_url: str) -> None:
+    sqlite = store_url  # both stores: the SQLite file lock and the PostgreSQL advisory locks
     proc = subprocess.run(
         leadsync(sqlite, "run", "--once"),
         env=env(tmp_path, "tick,slow", FAKE_SLOW_BATCHES="2"),
@@ -96,6 +101,19 @@ def test_run_once_runs_every_job_and_exits(tmp_path: Path, sqlite: str) -> None:
     finished = [e for e in events if e["event"] == "job.finished" and e["job"] == "fake.slow"]
     assert finished[0]["batches"] == 2  # the counts a job returns are logged with it
 
+
+def test_status_json_and_table(
+    tmp_path: Path, sqlite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.config import LeadsyncConfig
+    from connector.runtime.daemon import Daemon
+    from tests.runtime.fake_plugin import FakePlugin
+
+    monkeypatch.setenv("FAKE_DIR", str(tmp_path))
+    monkeypatch.setenv("FAKE_JOBS", "tick,fail")
+    store = open_store(sqlite, upgrade=True)
+    Daemon(LeadsyncConfig(), store, {"fake": FakePlugin()}).run_once()  # type: ignore[dict-item]
+    store.close()
     status = subprocess.run(
         leadsync(sqlite, "status", "--json"),
         env=env(tmp_path, "tick"),
@@ -105,16 +123,17 @@ def test_run_once_runs_every_job_and_exits(tmp_path: Path, sqlite: str) -> None:
     )
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
-    assert {j["job_id"]: j["ok"] for j in data["jobs"]} == {"fake.tick": True, "fake.slow": True}
+    assert {j["job_id"]: j["ok"] for j in data["jobs"]} == {"fake.tick": True, "fake.fail": False}
     assert data["quarantine_open"] == 0 and data["webhooks_pending"] == 0
     table = subprocess.run(
         leadsync(sqlite, "status"),
-        env=env(tmp_path, "tick"),
+        env=env(tmp_path, "tick", COLUMNS="200"),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert table.returncode == 0 and "fake.slow" in table.stdout
+    assert table.returncode == 0, table.stderr
+    assert "fake.fail" in table.stdout and "the fake source is broken" in table.stdout
 
 
 def test_run_once_fails_when_a_job_fails(tmp_path: Path, sqlite: str) -> None:

@@ -115,3 +115,22 @@ def test_two_replicas_never_run_one_job_at_once(store_url: str) -> None:
         assert after["started_at"] >= before["finished_at"], "two runs overlapped"
     for s in stores:
         s.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_a_failing_run_releases_its_lock(store_url: str) -> None:
+    one = open_store(store_url, Catalogue.default(), upgrade=True)
+    two = open_store(store_url, Catalogue.default(), upgrade=True)
+
+    def broken(rt: object) -> None:
+        raise RuntimeError("boom")
+
+    try:
+        d = Daemon(LeadsyncConfig(), one, {"i": Jobs(Job("lk.fail", broken, every=5))})  # type: ignore[dict-item]
+        assert d.run_once() == 1
+        with JobLocks(two).hold("lk.fail") as got:
+            assert got is True
+    finally:
+        one.close()
+        two.close()

@@ -153,3 +153,27 @@ def test_the_daemon_delivers_through_plugins_destinations(store: Store) -> None:
     assert d.run_once() == 0
     assert len(target.seen) == 3 and outbox.depth(store) == {}
     assert Daemon(LeadsyncConfig(), store, {}).jobs() == []  # no destination, no job
+
+
+def test_claimed_rows_are_not_claimed_again_and_the_store_stays_writable(store: Store) -> None:
+    """While a destination is called, another deliverer finds nothing to take (a lease on
+    SQLite, row locks on PostgreSQL) and the store takes writes (SQLite's write lock is
+    not held across the call)."""
+    fill(store, 2)
+    nested: list[int] = []
+
+    class Reentrant:
+        name = "crm"
+
+        def deliver(self, rows: Sequence[OutboxRow]) -> Sequence[DeliveryResult]:
+            with store.engine.begin() as conn:
+                outbox.enqueue(conn, "audit", "note", f"n{len(nested)}", {})
+            claimed, _ = outbox.deliver_batch(store, Recorder())
+            nested.append(claimed)
+            return [Delivered() for _ in rows]
+
+    assert outbox.deliver(store, [Reentrant()]).delivered == 2
+    assert nested == [0]
+    assert outbox.depth(store) == {
+        "audit": {"pending": 1, "oldest_age": pytest.approx(0, abs=60), "failed": 0}
+    }

@@ -106,7 +106,9 @@ def test_exception_is_recorded_and_the_scheduler_survives(
     failed = [r for r in runs(store, "x.broken") if r["finished_at"] is not None]
     assert failed and all(r["ok"] is False for r in failed)
     assert failed[0]["message"] == "ValueError: token expired"
-    assert d.run_once() == 1  # --once exits non-zero when a job failed
+    d.stopping.set()
+    d.scheduler.shutdown(wait=True)  # frees the job (and its lock) for --once below
+    assert daemon(store, Job("x.broken", broken, every=60)).run_once() == 1  # non-zero exit
 
 
 def test_scheduler_configuration_follows_the_job(store: Store) -> None:
@@ -176,3 +178,26 @@ def test_duplicate_job_ids_are_refused(store: Store) -> None:
     )
     with pytest.raises(ValueError, match="unique"):
         sched.build(d.jobs(), d.runner)
+
+
+def test_reload_keeps_the_old_config_when_the_new_one_is_refused(
+    store: Store, tmp_path: Any
+) -> None:
+    config = tmp_path / "leadsync.yaml"
+    config.write_text("default_region: MY\n")
+
+    class Picky:
+        name = "picky"
+
+        def jobs(self, runtime: Runtime) -> Sequence[Job]:
+            if runtime.config.default_region == "PL":
+                raise ValueError("this adapter cannot run in PL")
+            return [Job("picky.poll", lambda rt: None, every=60)]
+
+    d = Daemon(LeadsyncConfig(default_region="MY"), store, {"picky": Picky()}, config_path=config)  # type: ignore[dict-item]
+    config.write_text("default_region: nowhere\n")
+    assert d.reload() is False and d.config.default_region == "MY"  # invalid YAML
+    config.write_text("default_region: PL\n")
+    assert d.reload() is False and d.config.default_region == "MY"  # an adapter refused
+    config.write_text("default_region: VN\n")
+    assert d.reload() is True and d.config.default_region == "VN"
