@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -361,6 +362,24 @@ def _phases(url: str) -> dict[str, Any]:
     return {"inbox": inbox, "runs": len(runs), "run_seconds": durations}
 
 
+def _batches(log_path: Path) -> dict[str, Any]:
+    """The drain job's ingest batches, from the daemon's JSON log: rows per batch and
+    the time between two batches (one claim -> fetch -> ingest -> done cycle)."""
+    from datetime import datetime
+
+    rows: list[float] = []
+    stamps: list[float] = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"ingest.batch"' not in line or f'"source": "{SOURCE}"' not in line:
+            continue
+        with contextlib.suppress(ValueError, KeyError):
+            event = json.loads(line)
+            rows.append(float(event["rows"]))
+            stamps.append(datetime.fromisoformat(event["timestamp"]).timestamp())
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return {"count": len(rows), "rows": rows, "gaps": gaps}
+
+
 def _prepare_store(kind: str, tmp: str) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp}/bench.db"
@@ -439,6 +458,7 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
             drained_at = time.time()
         load_avg = os.getloadavg()
         phases = _phases(url)
+        batches = _batches(log_path)
         parent.send("stop")
         with contextlib.suppress(EOFError):
             calls = parent.recv()
@@ -486,6 +506,13 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
         "phase_inbox_to_stored_ms": _summary(put_to_stored),
         "phase_stored_to_done_ms": _summary(stored_to_done),
         "drain_runs": phases["runs"],
+        "batches": batches["count"],
+        "batch_rows": {
+            "p50": _pct(batches["rows"], 50),
+            "p95": _pct(batches["rows"], 95),
+            "max": max(batches["rows"], default=0),
+        },
+        "batch_gap_ms": _summary(batches["gaps"]),
         "drain_run_ms": _summary(phases["run_seconds"]),
         "drain_s_after_last_send": round(
             (max(stored.values()) if stored else drained_at) - last_send, 2
@@ -524,6 +551,9 @@ def _details(r: dict[str, Any]) -> str:
             fmt("inbox -> lead stored", r["phase_inbox_to_stored_ms"]),
             fmt("lead stored -> done", r["phase_stored_to_done_ms"]),
             fmt(f"drain runs ({r['drain_runs']})", r["drain_run_ms"]),
+            fmt(f"ingest batch gap ({r['batches']})", r["batch_gap_ms"]),
+            f"  leads per ingest batch: p50 {r['batch_rows']['p50']:.0f}, "
+            f"p95 {r['batch_rows']['p95']:.0f}, max {r['batch_rows']['max']:.0f}",
             f"  last lead stored {r['drain_s_after_last_send']} s after the last send; "
             f"Graph calls {r['graph_calls']}; load avg idle "
             f"{' '.join(f'{x:.2f}' for x in r['load_idle'])}",
