@@ -251,6 +251,19 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -
     raise RuntimeError(f"the daemon on port {port} did not answer /healthz in {timeout:.0f} s")
 
 
+def _tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process tree so far."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 def _tree_rss(pid: int) -> int:
     import psutil
 
@@ -442,7 +455,9 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
         idle_load = os.getloadavg()
 
         lead_ids = [str(x) for x in world["leads"]]
-        job = {**world, "rate": rate, "threads": args.threads}
+        threads = args.threads or min(400, max(32, round(rate)))
+        job = {**world, "rate": rate, "threads": threads}
+        cpu0 = _tree_cpu(daemon.pid)
         lparent, lchild = ctx.Pipe()
         with _Peak(daemon.pid) as peak:
             load = ctx.Process(target=_load, args=(lchild, port, job), daemon=True)
@@ -456,6 +471,7 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
                 time.sleep(0.5)
                 stored = _stored(url, wanted)
             drained_at = time.time()
+            cpu = _tree_cpu(daemon.pid) - cpu0
         load_avg = os.getloadavg()
         phases = _phases(url)
         batches = _batches(log_path)
@@ -517,6 +533,9 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
         "drain_s_after_last_send": round(
             (max(stored.values()) if stored else drained_at) - last_send, 2
         ),
+        "daemon_cpu_s": round(cpu, 1),
+        "wall_s": round(drained_at - sent["t0"], 1),
+        "threads": threads,
         "idle_rss_mb": round(idle / 2**20),
         "peak_rss_mb": round(peak.peak / 2**20),
         "graph_calls": sum(calls.values()) if isinstance(calls, dict) else None,
@@ -555,7 +574,8 @@ def _details(r: dict[str, Any]) -> str:
             f"  leads per ingest batch: p50 {r['batch_rows']['p50']:.0f}, "
             f"p95 {r['batch_rows']['p95']:.0f}, max {r['batch_rows']['max']:.0f}",
             f"  last lead stored {r['drain_s_after_last_send']} s after the last send; "
-            f"Graph calls {r['graph_calls']}; load avg idle "
+            f"Graph calls {r['graph_calls']}; daemon CPU {r['daemon_cpu_s']} s in "
+            f"{r['wall_s']} s of load; {r['threads']} sender threads; load avg idle "
             f"{' '.join(f'{x:.2f}' for x in r['load_idle'])}",
         ]
     )
@@ -575,7 +595,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the load")
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--graph-latency", type=float, default=0.0, help="seconds per call")
-    parser.add_argument("--threads", type=int, default=32, help="sender threads")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="sender threads (default: rate, 32..400)"
+    )
     parser.add_argument("--find-max", action="store_true", help="step the rate up")
     parser.add_argument("--rates", default="100,200,400,800", help="rates for --find-max")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
