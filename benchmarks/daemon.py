@@ -479,7 +479,9 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
         with contextlib.suppress(EOFError):
             calls = parent.recv()
         if args.keep_log:
-            print(log_path.read_text()[-4000:], file=sys.stderr)
+            keep = Path(f"daemon-bench-{args.store}-{rate:.0f}.log")
+            keep.write_bytes(log_path.read_bytes())
+            print(f"daemon log: {keep.resolve()}", file=sys.stderr)
     finally:
         _stop(load)
         _stop(daemon)
@@ -514,6 +516,9 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
         "sent": len(done),
         "achieved_rate": round((len(done) - 1) / max(1e-9, last_send - first_send), 1),
         "errors": errors,
+        "statuses": {
+            str(k): sum(1 for r in done if r[3] == k) for k in sorted({r[3] for r in done})
+        },
         "stored": len(stored),
         "http_ms": _summary(http_lat),
         "send_lag_ms": _summary(send_lag),
@@ -573,7 +578,8 @@ def _details(r: dict[str, Any]) -> str:
             fmt(f"ingest batch gap ({r['batches']})", r["batch_gap_ms"]),
             f"  leads per ingest batch: p50 {r['batch_rows']['p50']:.0f}, "
             f"p95 {r['batch_rows']['p95']:.0f}, max {r['batch_rows']['max']:.0f}",
-            f"  last lead stored {r['drain_s_after_last_send']} s after the last send; "
+            f"  HTTP statuses {r['statuses']} (0: no answer); "
+            f"last lead stored {r['drain_s_after_last_send']} s after the last send; "
             f"Graph calls {r['graph_calls']}; daemon CPU {r['daemon_cpu_s']} s in "
             f"{r['wall_s']} s of load; {r['threads']} sender threads; load avg idle "
             f"{' '.join(f'{x:.2f}' for x in r['load_idle'])}",
@@ -602,7 +608,7 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200,400,800", help="rates for --find-max")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=4)
-    parser.add_argument("--keep-log", action="store_true", help="print the daemon log's tail")
+    parser.add_argument("--keep-log", action="store_true", help="keep the daemon's log in ./")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     print(f"machine: {machine()}")
