@@ -447,7 +447,10 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
         with log_path.open("ab") as out:
             daemon = subprocess.Popen([*cmd, "--port", str(port)], stdout=out, stderr=out)
         _wait_ready(port, daemon)
-        time.sleep(IDLE_SECONDS)
+        time.sleep(1.0)  # the first poll and drain runs at start
+        idle_cpu0, idle_t0 = _tree_cpu(daemon.pid), time.time()
+        time.sleep(IDLE_SECONDS - 1.0)
+        idle_cpu = (_tree_cpu(daemon.pid) - idle_cpu0) / (time.time() - idle_t0)
         idle = 0
         for _ in range(5):
             idle = max(idle, _tree_rss(daemon.pid))
@@ -539,6 +542,7 @@ def run(args: argparse.Namespace, rate: float, seconds: float) -> dict[str, Any]
             (max(stored.values()) if stored else drained_at) - last_send, 2
         ),
         "daemon_cpu_s": round(cpu, 1),
+        "idle_cpu_share": round(idle_cpu, 3),
         "wall_s": round(drained_at - sent["t0"], 1),
         "threads": threads,
         "idle_rss_mb": round(idle / 2**20),
@@ -581,7 +585,8 @@ def _details(r: dict[str, Any]) -> str:
             f"  HTTP statuses {r['statuses']} (0: no answer); "
             f"last lead stored {r['drain_s_after_last_send']} s after the last send; "
             f"Graph calls {r['graph_calls']}; daemon CPU {r['daemon_cpu_s']} s in "
-            f"{r['wall_s']} s of load; {r['threads']} sender threads; load avg idle "
+            f"{r['wall_s']} s of load (idle: {r['idle_cpu_share']} CPU s/s); "
+            f"{r['threads']} sender threads; load avg idle "
             f"{' '.join(f'{x:.2f}' for x in r['load_idle'])}",
         ]
     )
