@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from collections.abc import Mapping as MappingABC
 from datetime import UTC, date, datetime
@@ -17,7 +18,7 @@ from starlette.routing import BaseRoute
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.leads import DEFAULT_MAPPING, to_lead
 from adapters.facebook.source import RETENTION_DAYS, FacebookSource, Form
-from adapters.facebook.webhook import DRAIN_JOB, drain, routes
+from adapters.facebook.webhook import DRAIN_JOB, drain, fetch_pool, routes
 from connector.mapping import load_mapping
 from connector.model import Lead
 from connector.pipeline import IngestStats, Pipeline
@@ -46,6 +47,7 @@ class FacebookPlugin:
 
     def __init__(self) -> None:
         self._sources: dict[int, FacebookSource] = {}
+        self._fetchers: ThreadPoolExecutor | None = None
 
     def source(self, runtime: Runtime, config: FacebookConfig) -> FacebookSource:
         """One source per runtime and config, so pauses and caches last between runs."""
@@ -76,7 +78,9 @@ class FacebookPlugin:
 
         def webhooks(rt: Runtime) -> None:
             source = self.source(rt, config)
-            count(source.name, drain(rt, source, pipeline))
+            if self._fetchers is None:
+                self._fetchers = fetch_pool()  # idle threads cost nothing but a stack
+            count(source.name, drain(rt, source, pipeline, pool=self._fetchers))
 
         jitter = min(30.0, config.poll_every / 10)
         return [
