@@ -37,6 +37,10 @@ def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: hot identity index
+    # Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: an ingest batch dirties
+    # thousands of random index pages, so at the default nearly every commit ran a
+    # checkpoint (copy back and fsync). 300k-lead ingest: 16.3k -> 18.3k leads/s.
+    cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
 
 
