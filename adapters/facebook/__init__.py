@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from collections.abc import Mapping as MappingABC
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from pathlib import Path
@@ -154,8 +154,10 @@ class Backfill:
             float(cursor["until"]) if isinstance(cursor, dict) and "until" in cursor else self.until
         )
         yield from self.source.backfill(form, self.since, until, cursor)
-        if self.source.available(form.page_id):
-            self.finished.add(form.id)  # read to the end, not cut short by an error
+        stopped = self.source.stopping is not None and self.source.stopping.is_set()
+        if self.source.available(form.page_id) and not stopped:
+            # Read to the end: not cut short by an error or by SIGTERM.
+            self.finished.add(form.id)
 
 
 def _day(value: str, end: bool = False) -> float:

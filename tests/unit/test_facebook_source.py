@@ -5,16 +5,20 @@ against the Graph API emulator over loopback."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from adapters.facebook import Backfill
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.graph import Action, GraphError, classify, peak_usage, regain_seconds
 from adapters.facebook.leads import DEFAULT_MAPPING, to_lead
 from adapters.facebook.source import FacebookSource, Form
 from adapters.facebook.webhook import leadgen_changes, signature, verified
 from connector.mapping import Mapping
+from connector.ports import Batch
 from connector.statuses import Catalogue
 
 
@@ -275,3 +279,31 @@ def test_backfill_resumes_below_the_oldest_stored_lead() -> None:
     assert len(seen) == 6
     assert rest[-1].cursor["done"] is True
     assert list(source.backfill(form, 1_000_000, 1_000_100, rest[-1].cursor)) == []
+
+
+class _Reader:
+    """Just what Backfill asks of a FacebookSource."""
+
+    name = "facebook"
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+
+    def backfill(self, form: Form, since: float, until: float, cursor: object) -> Iterator[Batch]:
+        yield Batch([], {"until": until})
+
+    def available(self, page_id: str) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_backfill_stopped_by_sigterm_does_not_count_its_form_as_finished(
+    stopped: bool,
+) -> None:
+    stopping = threading.Event()
+    form = Form("f1", "Form", "p1", "ACTIVE")
+    job = Backfill(_Reader(stopping), [form], 0.0, 10.0)  # type: ignore[arg-type]
+    if stopped:
+        stopping.set()
+    list(job.read(job.streams()[0], None))
+    assert job.finished == (set() if stopped else {"f1"})
