@@ -64,10 +64,10 @@ WEBHOOK_PATH = "/webhooks/facebook"
 
 def _emulator(conn: Any, leads: int, latency: float, seed: int) -> None:
     """Child process: build the world, send its description, serve until told to stop."""
-    from adapters.facebook.fake import FakeGraph
+    from adapters.facebook.fake import FakeGraph, config_section
 
     fake = FakeGraph(seed=seed)
-    base = fake.start()
+    fake.start()
     page = fake.add_page("Benchmark Page")
     campaign = fake.add_campaign(page.id, name="Benchmark campaign")
     adset = fake.add_adset(campaign, name="Ad set", interests=[{"id": "600", "name": "Bench"}])
@@ -91,13 +91,12 @@ def _emulator(conn: Any, leads: int, latency: float, seed: int) -> None:
     ]
     fake.faults.latency = latency
     fake.reset_calls()
+    world = {"pages": [{"id": page.id, "token": page.token}]}
     conn.send(
         {
-            "base": base,
+            **config_section(fake, world),
             "secret": fake.app_secret,
-            "app_id": fake.app_id,
             "page": page.id,
-            "token": page.token,
             "form": form,
             "leads": ids,
             "created": int(created),
@@ -221,11 +220,7 @@ def _write_config(path: Path, world: dict[str, Any]) -> None:
     import yaml
 
     section = {
-        "app_id": world["app_id"],
-        "app_secret": world["secret"],
-        "graph_url": world["base"],
-        "verify_token": "verify-me",
-        "pages": [{"id": world["page"], "access_token": world["token"]}],
+        **world["facebook"],
         "region": "MY",
         "poll_every": 3600,
         "first_poll_days": 1,

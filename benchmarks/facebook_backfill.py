@@ -40,10 +40,10 @@ def _emulator(conn: Any, leads: int, forms: int, latency: float, seed: int) -> N
     """Child process: build the world, send its description, serve until told to stop."""
     import copy
 
-    from adapters.facebook.fake import DEMO_QUESTIONS, FakeGraph
+    from adapters.facebook.fake import DEMO_QUESTIONS, FakeGraph, config_section
 
     fake = FakeGraph(seed=seed)
-    base = fake.start()
+    fake.start()
     page = fake.add_page("Benchmark Page")
     campaign = fake.add_campaign(page.id, name="Spring campaign")
     adsets = [
@@ -66,11 +66,7 @@ def _emulator(conn: Any, leads: int, forms: int, latency: float, seed: int) -> N
     fake.reset_calls()
     conn.send(
         {
-            "base": base,
-            "secret": fake.app_secret,
-            "app_id": fake.app_id,
-            "page": page.id,
-            "token": page.token,
+            **config_section(fake, {"pages": [{"id": page.id, "token": page.token}]}),
             "forms": dict(zip(form_ids, per_form, strict=True)),
         }
     )
@@ -93,15 +89,7 @@ def run(leads: int, forms: int, latency: float, page_size: int, seed: int) -> di
     proc = ctx.Process(target=_emulator, args=(child, leads, forms, latency, seed), daemon=True)
     proc.start()
     world = parent.recv()
-    config = FacebookConfig.model_validate(
-        {
-            "app_id": world["app_id"],
-            "app_secret": world["secret"],
-            "graph_url": world["base"],
-            "pages": [{"id": world["page"], "access_token": world["token"]}],
-            "page_size": page_size,
-        }
-    )
+    config = FacebookConfig.model_validate({**world["facebook"], "page_size": page_size})
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         source = FacebookSource(config, store.catalogue)
