@@ -120,13 +120,18 @@ class JobRunner:
             return ok
 
 
+# Keys of the `job.finished` line itself: a job's counts may not overwrite them (as
+# keyword arguments they would raise after the job had already succeeded).
+_OWN_KEYS = frozenset({"event", "job", "seconds"})
+
+
 def _counts(result: object) -> dict[str, int | float]:
     """The numbers a job returned, for its log line; anything else is dropped."""
     if isinstance(result, Mapping):
         return {
             str(k): v
             for k, v in result.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and str(k) != "job"
+            if isinstance(v, int | float) and not isinstance(v, bool) and str(k) not in _OWN_KEYS
         }
     return {}
 

@@ -88,6 +88,12 @@ def test_run_once_records_each_run(store: Store) -> None:
         assert r["finished_at"] >= r["started_at"]
 
 
+def test_counts_named_like_the_log_lines_own_keys_do_not_fail_the_run(store: Store) -> None:
+    counted = Job("c.counts", lambda rt: {"seconds": 5, "job": 1, "event": 2, "rows": 3}, every=60)
+    assert daemon(store, counted).run_once() == 0
+    assert runs(store, "c.counts")[-1]["ok"] is True
+
+
 def test_exception_is_recorded_and_the_scheduler_survives(
     store: Store, started: list[Daemon]
 ) -> None:
