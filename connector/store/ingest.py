@@ -89,15 +89,19 @@ def merge_rows(
     )
 
 
-def _contact_row(state: ContactState, now: datetime) -> dict[str, Any]:
-    row: dict[str, Any] = {f: state.attrs.get(f) for f in STANDARD_FIELDS}
-    row.update(
-        status=state.status,
-        status_changed_at=state.status_changed_at,
-        custom=state.custom,
-        updated_at=now,
+# What a contact's write sets, inserted or updated (the insert adds id and created_at).
+_CONTACT_FIELDS = (*STANDARD_FIELDS, "status", "status_changed_at", "custom", "updated_at")
+
+
+def _contact_values(state: ContactState, now: datetime) -> tuple[Any, ...]:
+    """A contact's values in the order of _CONTACT_FIELDS."""
+    return (
+        *map(state.attrs.get, STANDARD_FIELDS),
+        state.status,
+        state.status_changed_at,
+        state.custom,
+        now,
     )
-    return row
 
 
 def apply(conn: Connection, plan: Plan, now: datetime) -> None:
@@ -113,18 +117,7 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
         conn,
         contacts,
         _CONTACT_COLUMNS,
-        [
-            (
-                i,
-                *map(c.attrs.get, STANDARD_FIELDS),
-                c.status,
-                c.status_changed_at,
-                c.custom,
-                now,
-                now,
-            )
-            for c, i in zip(new, ids, strict=True)
-        ],
+        [(i, *_contact_values(c, now), now) for c, i in zip(new, ids, strict=True)],
     )
 
     def final(contact_id: int) -> int:
@@ -136,20 +129,10 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
         stmt = (
             update(contacts)
             .where(contacts.c.id == bindparam("_id"))
-            .values(
-                {
-                    name: bindparam(name)
-                    for name in (
-                        *STANDARD_FIELDS,
-                        "status",
-                        "status_changed_at",
-                        "custom",
-                        "updated_at",
-                    )
-                }
-            )
+            .values({name: bindparam(name) for name in _CONTACT_FIELDS})
         )
-        conn.execute(stmt, [{**_contact_row(c, now), "_id": c.id} for c in dirty])
+        rows = [dict(zip(_CONTACT_FIELDS, _contact_values(c, now), strict=True)) for c in dirty]
+        conn.execute(stmt, [{**row, "_id": c.id} for row, c in zip(rows, dirty, strict=True)])
 
     insert_values(
         conn,
@@ -200,15 +183,7 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
     )
 
 
-_CONTACT_COLUMNS = (
-    "id",
-    *STANDARD_FIELDS,
-    "status",
-    "status_changed_at",
-    "custom",
-    "updated_at",
-    "created_at",
-)
+_CONTACT_COLUMNS = ("id", *_CONTACT_FIELDS, "created_at")
 _LEAD_COLUMNS = (
     "source",
     "source_id",
@@ -238,17 +213,7 @@ def _lead_values(record: Resolved, contact_id: int, now: datetime) -> tuple[Any,
 
 
 def _lead_row(record: Resolved, contact_id: int, now: datetime) -> dict[str, Any]:
-    return {
-        "source": record.source,
-        "source_id": record.source_id,
-        "contact_id": contact_id,
-        "payload_hash": record.payload_hash,
-        "ref": record.ref,
-        "raw": record.raw,
-        "context": record.context,
-        "occurred_at": record.occurred_at,
-        "received_at": now,
-    }
+    return dict(zip(_LEAD_COLUMNS, _lead_values(record, contact_id, now), strict=True))
 
 
 def fingerprint(source: str, raw: Any) -> str:
