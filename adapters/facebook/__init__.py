@@ -80,7 +80,7 @@ class FacebookPlugin:
             source = self.source(rt, config)
             if self._fetchers is None:
                 self._fetchers = fetch_pool()  # idle threads cost nothing but a stack
-            count(source.name, drain(rt, source, pipeline, pool=self._fetchers))
+            count(source.name, drain(rt, source, pipeline, self._fetchers))
 
         jitter = min(30.0, config.poll_every / 10)
         return [

@@ -107,15 +107,11 @@ def drain(
     runtime: Runtime,
     source: FacebookSource,
     pipeline: Callable[[], Pipeline],
+    pool: ThreadPoolExecutor,
     limit: int = 200,
-    pool: ThreadPoolExecutor | None = None,
 ) -> IngestStats:
-    """Process stored deliveries until none is left (or the daemon stops).
-
-    `pool` fetches the leads; without one, a pool lives for this call only."""
-    if pool is None:
-        with fetch_pool() as own:
-            return drain(runtime, source, pipeline, limit, own)
+    """Process stored deliveries until none is left (or the daemon stops); `pool`
+    (from `fetch_pool`) fetches the leads."""
     total = IngestStats()
     while not runtime.stopping.is_set():
         claimed = inbox.claim(runtime.store, source.name, limit)

@@ -28,7 +28,7 @@ from adapters.facebook import FacebookPlugin
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.fake import FakeGraph
 from adapters.facebook.source import FacebookSource
-from adapters.facebook.webhook import drain, signature
+from adapters.facebook.webhook import drain, fetch_pool, signature
 from connector.pipeline import Pipeline
 from connector.runtime import health, inbox
 from connector.runtime.metrics import THROTTLED_SECONDS
@@ -233,7 +233,8 @@ def test_webhooks_are_verified_stored_and_the_poll_catches_what_they_miss(
         ]
         fake.flush_webhooks()
     source = plugin.source(runtime, config)
-    stats = drain(runtime, source, lambda: Pipeline(store, workers=0))
+    with fetch_pool() as pool:
+        stats = drain(runtime, source, lambda: Pipeline(store, workers=0), pool)
     delivered = count(store, leads)
     assert 0 < delivered < 20  # some webhooks were dropped
     assert stats.created == delivered  # duplicates changed nothing
