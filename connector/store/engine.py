@@ -38,8 +38,9 @@ def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: hot identity index
     # Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: an ingest batch dirties
-    # thousands of random index pages, so at the default nearly every commit ran a
-    # checkpoint (copy back and fsync). 300k-lead ingest: 16.3k -> 18.3k leads/s.
+    # thousands of random index pages, so at the default nearly every commit also runs
+    # a checkpoint (copy back and fsync). Fewer fsyncs; the throughput gain it seemed
+    # to give did not hold in an interleaved A/B (BENCHMARKS.md).
     cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
 
