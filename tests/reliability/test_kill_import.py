@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -80,6 +81,21 @@ def snapshot(url: str) -> dict[str, object]:
     return out
 
 
+def committed_row(db: Path) -> int:
+    """The last row the import committed (its cursor), read beside the running writer."""
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT value FROM cursors").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # not migrated yet, or locked for a moment
+        return 0
+    return int(json.loads(row[0])["row"]) if row else 0
+
+
 def import_cmd(url: str, data: Path, mapping: Path) -> list[str]:
     return [
         sys.executable,
@@ -102,7 +118,7 @@ def import_cmd(url: str, data: Path, mapping: Path) -> list[str]:
 
 def test_kill_nine_mid_import_loses_and_repeats_nothing(tmp_path: Path) -> None:
     data, mapping = tmp_path / "people.csv", tmp_path / "m.yaml"
-    make_csv(data, 30_000)
+    make_csv(data, 60_000)
     mapping.write_text(MAPPING, encoding="utf-8")
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
     subprocess.run(
@@ -111,26 +127,36 @@ def test_kill_nine_mid_import_loses_and_repeats_nothing(tmp_path: Path) -> None:
     expected = snapshot(reference)
     assert expected["duplicate_leads"] == 0 and expected["quarantine"] > 0
 
-    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    killed = tmp_path / "killed.db"
+    url = f"sqlite:///{killed}"
     rng = random.Random(11)
-    kills = 0
-    for _ in range(5):
+    kills, last_row = 0, 0
+    # Kill on observed progress, not after a fixed sleep: a faster machine (or a faster
+    # importer) must not finish the file before the kills land. Each run is killed at a
+    # random moment after it has committed at least one batch beyond the previous run.
+    for _ in range(8):
         proc = subprocess.Popen(
             import_cmd(url, data, mapping),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        time.sleep(rng.uniform(0.8, 3.0))
-        if proc.poll() is None:
-            # The whole process group: the importer and its normalising workers.
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and committed_row(killed) <= last_row:
+            assert time.monotonic() < deadline, "the import made no progress in 120 s"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is not None:
+            break  # it finished: the final run below must then change nothing
+        # The whole process group: the importer and its normalising workers.
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        kills += 1
+        last_row = committed_row(killed)
     final = subprocess.run(
         import_cmd(url, data, mapping), check=True, capture_output=True, text=True, timeout=300
     )
     assert json.loads(final.stdout)["rows"] >= 0
-    assert kills >= 2, "the import finished before it could be killed: make the file bigger"
+    assert kills >= 3, f"only {kills} kills landed before the import finished: make the file bigger"
     got = snapshot(url)
     assert got == expected
