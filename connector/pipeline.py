@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -180,7 +181,10 @@ class Pipeline:
             # __main__ (the whole CLI, SQLAlchemy included) into every worker.
             ctx.set_forkserver_preload(["connector.identity"])
         pool = ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=gc.set_threshold, initargs=_GC_THRESHOLDS
+            self.workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(os.getpid(), _GC_THRESHOLDS),
         )
         with pool:
             pending: deque[tuple[Batch, Future[list[Normalised]]]] = deque()
@@ -296,6 +300,38 @@ def _rarer_gc() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+def _init_worker(parent: int, thresholds: tuple[int, int, int]) -> None:
+    """Set up a normalising worker: rarer collections, and exit when `parent` is gone."""
+    gc.set_threshold(*thresholds)
+    threading.Thread(
+        target=_exit_without, args=(parent,), name="leadsync-parent-watch", daemon=True
+    ).start()
+
+
+def _exit_without(parent: int, every: float = 1.0) -> None:
+    # A worker started through the fork server is the server's child, not ours, and it
+    # holds both ends of its task queue, so nothing tells it when the writer is killed
+    # with -9: without this it would wait for work forever (and keep the fork server
+    # alive), one orphaned pair per killed import or daemon.
+    while _alive(parent):
+        time.sleep(every)
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process stays a zombie until its own parent reaps it
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _chain(first: Batch, second: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:

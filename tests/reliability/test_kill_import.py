@@ -160,3 +160,41 @@ def test_kill_nine_mid_import_loses_and_repeats_nothing(tmp_path: Path) -> None:
     assert kills >= 3, f"only {kills} kills landed before the import finished: make the file bigger"
     got = snapshot(url)
     assert got == expected
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_workers_exit_when_the_importer_is_killed_alone(tmp_path: Path) -> None:
+    """kill -9 of the importer's own pid (as a supervisor or the OOM killer would do,
+    not its whole group) must not leave its normalising worker and fork server behind."""
+    data, mapping = tmp_path / "people.csv", tmp_path / "m.yaml"
+    make_csv(data, 60_000)
+    mapping.write_text(MAPPING, encoding="utf-8")
+    db = tmp_path / "store.db"
+    proc = subprocess.Popen(
+        import_cmd(f"sqlite:///{db}", data, mapping),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers share its process group; the test sees them
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while committed_row(db) == 0:  # the pool is up once the first batch is stored
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        assert proc.poll() is None, "the import finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not group_alive(proc.pid), "the importer's workers outlived it"
+    finally:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
