@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +26,7 @@ import structlog
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
+from connector import workers
 from connector.identity import (
     Normalised,
     Resolver,
@@ -179,11 +179,11 @@ class Pipeline:
         if ctx.get_start_method() == "forkserver":
             # Workers need the normalisers only; by default the fork server would import
             # __main__ (the whole CLI, SQLAlchemy included) into every worker.
-            ctx.set_forkserver_preload(["connector.identity"])
+            ctx.set_forkserver_preload(["connector.identity", "connector.workers"])
         pool = ProcessPoolExecutor(
             self.workers,
             mp_context=ctx,
-            initializer=_init_worker,
+            initializer=workers.init,
             initargs=(os.getpid(), _GC_THRESHOLDS),
         )
         with pool:
@@ -300,38 +300,6 @@ def _rarer_gc() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
-
-
-def _init_worker(parent: int, thresholds: tuple[int, int, int]) -> None:
-    """Set up a normalising worker: rarer collections, and exit when `parent` is gone."""
-    gc.set_threshold(*thresholds)
-    threading.Thread(
-        target=_exit_without, args=(parent,), name="leadsync-parent-watch", daemon=True
-    ).start()
-
-
-def _exit_without(parent: int, every: float = 1.0) -> None:
-    # A worker started through the fork server is the server's child, not ours, and it
-    # holds both ends of its task queue, so nothing tells it when the writer is killed
-    # with -9: without this it would wait for work forever (and keep the fork server
-    # alive), one orphaned pair per killed import or daemon.
-    while _alive(parent):
-        time.sleep(every)
-    os._exit(0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed process stays a zombie until its own parent reaps it
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _chain(first: Batch, second: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
