@@ -96,8 +96,7 @@ class Job:
 
     Exactly one of `every` (seconds) and `cron` (crontab, e.g. "*/5 * * * *") is set.
     The daemon runs at most one instance of a job at a time across all replicas (a
-    PostgreSQL advisory lock), coalesces missed runs into one and never drops a run that
-    is late by less than `misfire_grace` seconds."""
+    PostgreSQL advisory lock) and coalesces missed runs into one."""
 
     id: str
     """Stable and unique ("facebook.poll"): names its lock, metrics and status rows."""
@@ -107,7 +106,10 @@ class Job:
     every: float | None = None
     cron: str | None = None
     jitter: float = 0.0
-    misfire_grace: float = 300.0
+    misfire_grace: float | None = None
+    """How late (seconds) a run may start and still run. None, the default: however late
+    (after a stall, a suspend or a long run of another job), it runs once. Set it only
+    for work that is worthless when late; APScheduler then drops the run and logs it."""
 
 
 class LiveDemo(Protocol):

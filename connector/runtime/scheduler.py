@@ -1,10 +1,11 @@
 """Scheduled jobs: APScheduler 3.x triggers around one wrapper that makes every run safe.
 
 Every job runs with coalesce=True (missed runs become one), max_instances=1 and the Job's
-own misfire grace (APScheduler's default of 1 s silently drops runs that start a little
-late: see the field notes). The wrapper takes the job's lock (locks.py), records a
-job_runs row, times the run for /metrics and turns an exception into a recorded failure
-and a log line: a job can fail, the scheduler keeps going.
+own misfire grace, by default none: a run that starts late still runs, however late
+(APScheduler's default of 1 s drops runs that start a little late: see the field
+notes). The wrapper takes the job's lock (locks.py), records a job_runs row, times the
+run for /metrics and turns an exception into a recorded failure and a log line: a job
+can fail, the scheduler keeps going.
 """
 
 from __future__ import annotations
@@ -149,9 +150,9 @@ def trigger(job: Job) -> IntervalTrigger | CronTrigger:
     return cron
 
 
-def grace(job: Job) -> int:
-    """misfire_grace_time in whole seconds, at least 1."""
-    return max(1, math.ceil(job.misfire_grace))
+def grace(job: Job) -> int | None:
+    """misfire_grace_time in whole seconds, at least 1; None runs late jobs however late."""
+    return None if job.misfire_grace is None else max(1, math.ceil(job.misfire_grace))
 
 
 def build(jobs: Sequence[Job], runner: JobRunner) -> BackgroundScheduler:
@@ -159,7 +160,7 @@ def build(jobs: Sequence[Job], runner: JobRunner) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         timezone=UTC,
         executors={"default": ThreadPoolExecutor(max(4, len(jobs) + 2))},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     add_jobs(scheduler, jobs, runner)
     return scheduler

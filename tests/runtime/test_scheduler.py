@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -134,6 +135,29 @@ def test_scheduler_configuration_follows_the_job(store: Store) -> None:
     assert str(cron.trigger.fields[5]) == "3"  # hour
     with pytest.raises(ValueError, match="exactly one"):
         sched.trigger(Job("bad", lambda rt: None))
+
+
+def test_a_late_run_still_runs_unless_the_job_sets_a_grace(store: Store) -> None:
+    # An hour late, as after a stalled host or a suspended container: by default the
+    # run happens (once); a job that set a grace is dropped, which is what it asked for.
+    ran: list[str] = []
+    d = daemon(
+        store,
+        Job("late.default", lambda rt: ran.append("default"), every=7200),
+        Job("late.graced", lambda rt: ran.append("graced"), every=7200, misfire_grace=60),
+    )
+    scheduler = sched.build(d.jobs(), d.runner)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    for job_id in ("late.default", "late.graced"):
+        scheduler.modify_job(job_id, next_run_time=an_hour_ago)
+    scheduler.start()
+    try:
+        wait_for(lambda: "default" in ran, "the late run of a job without a grace")
+        time.sleep(0.5)  # the graced job was due at the same moment
+    finally:
+        d.stopping.set()
+        scheduler.shutdown(wait=True)
+    assert ran == ["default"]
 
 
 def test_at_most_one_instance_and_wake_while_running_runs_again(
