@@ -10,6 +10,21 @@ import sys
 
 import structlog
 
+MESSAGE_LIMIT = 500
+
+# Lines of a database error that quote row values: PostgreSQL's DETAIL ("Key
+# (key)=(email:ana@example.com) already exists") and SQLAlchemy's parameter dump (the
+# engines also set hide_parameters). Errors go to logs and to `leadsync status`.
+_VALUE_LINES = ("DETAIL:", "[parameters:")
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as "Class: message" for logs and status tables: short, and without
+    the lines in which a database quotes the values of the row that failed."""
+    lines = [ln for ln in str(exc).splitlines() if not ln.lstrip().startswith(_VALUE_LINES)]
+    text = f"{type(exc).__name__}: {' '.join(ln.strip() for ln in lines if ln.strip())}"
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
 
 def configure(verbosity: int = 0, json: bool | None = None) -> None:
     """Set up structlog; `verbosity` 0 = warnings, 1 = info, 2+ = debug."""

@@ -26,10 +26,11 @@ from typing import Any
 import structlog
 
 from connector.config import ConfigError, load_config
+from connector.logs import describe
 from connector.ports import Destination, Health, Job, Plugin, Runtime
 from connector.runtime import health
 from connector.runtime.locks import JobLocks, SqliteFileLock
-from connector.runtime.scheduler import JobRunner, add_jobs, build, describe
+from connector.runtime.scheduler import JobRunner, add_jobs, build
 from connector.store import Store
 
 log = structlog.get_logger("leadsync.daemon")

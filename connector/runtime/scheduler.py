@@ -24,20 +24,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import insert, update
 
+from connector.logs import describe
 from connector.ports import Job, Runtime
 from connector.runtime.locks import JobLocks
 from connector.runtime.metrics import JOB_DURATION, JOB_LAST_SUCCESS
 from connector.store.tables import job_runs
 
 log = structlog.get_logger("leadsync.scheduler")
-
-MESSAGE_LIMIT = 500
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as "Class: message", short enough for a status table."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
 class JobRunner:

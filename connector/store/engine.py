@@ -70,7 +70,9 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, json_serializer=dump_json, json_deserializer=_loads)
+        engine = create_engine(
+            url, json_serializer=dump_json, json_deserializer=_loads, hide_parameters=True
+        )
         event.listen(engine, "connect", _tune_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
         return engine
@@ -81,6 +83,9 @@ def make_engine(url: str) -> Engine:
         return create_engine(
             parsed,
             pool_pre_ping=True,
+            # A statement's parameters are people's emails and phones: keep them out of
+            # error messages, which reach logs and `leadsync status`.
+            hide_parameters=True,
             pool_size=5,
             max_overflow=5,
             json_serializer=dump_json,

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, func, select, update
 
+from connector.logs import describe
 from connector.ports import Delivered, DeliveryResult, Destination, Failed, OutboxRow, Retry
 from connector.store import Store
 from connector.store.tables import outbox
@@ -130,7 +131,7 @@ def _call(target: Destination, rows: Sequence[OutboxRow]) -> list[DeliveryResult
     try:
         results = list(target.deliver(rows))
     except Exception as exc:  # a destination that raises: retry the whole batch
-        error = f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
         log.warning("outbox.batch_failed", destination=target.name, error=error)
         return [Retry(error) for _ in rows]
     if len(results) < len(rows):

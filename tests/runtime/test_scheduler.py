@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from structlog.testing import capture_logs
 
 from connector.config import LeadsyncConfig
 from connector.ports import Job, Runtime
@@ -17,7 +18,7 @@ from connector.runtime import scheduler as sched
 from connector.runtime.daemon import Daemon
 from connector.runtime.metrics import REGISTRY
 from connector.store import Store
-from connector.store.tables import job_runs
+from connector.store.tables import contacts, identities, job_runs
 
 
 class Jobs:
@@ -93,6 +94,32 @@ def test_counts_named_like_the_log_lines_own_keys_do_not_fail_the_run(store: Sto
     counted = Job("c.counts", lambda rt: {"seconds": 5, "job": 1, "event": 2, "rows": 3}, every=60)
     assert daemon(store, counted).run_once() == 0
     assert runs(store, "c.counts")[-1]["ok"] is True
+
+
+def test_a_failed_write_is_recorded_without_the_values_of_its_row(store: Store) -> None:
+    # PostgreSQL's DETAIL line and SQLAlchemy's parameter dump both quote the row that
+    # failed; the job's message (shown by `leadsync status`) and its log line must not.
+    secret = "ana.secret@example.com"
+
+    def duplicate(rt: Runtime) -> None:
+        now = datetime.now(UTC)
+        with rt.store.engine.begin() as conn:
+            conn.execute(
+                insert(contacts).values(id=1, status=10, custom={}, created_at=now, updated_at=now)
+            )
+            conn.execute(
+                insert(identities),
+                [{"key": f"email:{secret}", "kind": "email", "contact_id": 1, "created_at": now}]
+                * 2,
+            )
+
+    with capture_logs() as logged:
+        assert daemon(store, Job("d.dup", duplicate, every=60)).run_once() == 1
+    message = runs(store, "d.dup")[-1]["message"]
+    assert message.startswith("IntegrityError:") and "unique" in message.lower()
+    assert secret not in message
+    assert any(e["event"] == "job.failed" for e in logged)
+    assert secret not in repr(logged)
 
 
 def test_exception_is_recorded_and_the_scheduler_survives(
