@@ -103,6 +103,11 @@ class _Server:
         self.thread.join(timeout=10)
 
 
+def _listen(config: Any) -> tuple[Any, Any]:
+    server = getattr(config, "server", None)
+    return getattr(server, "host", None), getattr(server, "port", None)
+
+
 class Daemon(Runtime):
     """The `Runtime` adapters see, and the process that runs their jobs and routes."""
 
@@ -124,6 +129,8 @@ class Daemon(Runtime):
         self.runner = JobRunner(self, self.locks)
         self.runner.on_finished = self.wake
         self.scheduler: Any = None
+        self.app: Any = None
+        """The HTTP app while serving; a reload swaps its routes."""
         self._reload = threading.Event()
 
     # -- Runtime ---------------------------------------------------------------------
@@ -222,7 +229,8 @@ class Daemon(Runtime):
         _bridge_scheduler_logs()
         jobs = self.jobs()
         self.scheduler = build(jobs, self.runner)
-        server = _Server(build_app(self, self.plugins), host, port)
+        self.app = build_app(self, self.plugins)
+        server = _Server(self.app, host, port)
         server.start()
         self.scheduler.start()
         log.info(
@@ -256,7 +264,14 @@ class Daemon(Runtime):
             log.warning("config.store_change_ignored", reason="restart to change the store")
         previous, self.config = self.config, config
         try:
-            jobs = self.jobs()  # adapters read their sections here: may refuse them
+            # Adapters read their sections here and may refuse them; nothing is applied
+            # until both the jobs and the routes (webhook secrets, paths) are built.
+            jobs = self.jobs()
+            routes = None
+            if self.app is not None:
+                from connector.runtime.server import all_routes
+
+                routes = all_routes(self, self.plugins)
         except Exception as exc:
             self.config = previous
             log.warning("config.reload_rejected", reason=describe(exc))
@@ -264,6 +279,12 @@ class Daemon(Runtime):
         if self.scheduler is not None:
             self.scheduler.remove_all_jobs()
             add_jobs(self.scheduler, jobs, self.runner)
+        if self.app is not None and routes is not None:
+            from connector.runtime.server import remount
+
+            remount(self.app, routes)
+        if _listen(config) != _listen(previous):
+            log.warning("config.listen_change_ignored", reason="restart to listen elsewhere")
         log.info("config.reloaded", jobs=[j.id for j in jobs])
         return True
 

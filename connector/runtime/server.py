@@ -29,7 +29,23 @@ def refresh_outbox_metrics(runtime: Runtime) -> None:
 
 
 def build_app(runtime: Runtime, plugins: dict[str, Plugin]) -> Starlette:
-    """Every plugin's `routes(runtime)`, mounted as given, then the core endpoints."""
+    """The daemon's app: every plugin's `routes(runtime)`, mounted as given, then the
+    core endpoints. `remount` swaps the routes when the config is reloaded."""
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("not found", status_code=404)
+
+    return Starlette(routes=all_routes(runtime, plugins), exception_handlers={404: not_found})
+
+
+def remount(app: Starlette, routes: list[BaseRoute]) -> None:
+    """Serve `routes` from now on (after a reload: a webhook's secret or path changed).
+    One attribute assignment, so a request in flight sees the old list or the new."""
+    app.router.routes = routes
+
+
+def all_routes(runtime: Runtime, plugins: dict[str, Plugin]) -> list[BaseRoute]:
+    """Plugins' routes (built from the current config) and the core endpoints."""
 
     def healthz(request: Request) -> Response:
         return JSONResponse({"status": "alive", "replica": runtime.replica})
@@ -68,13 +84,9 @@ def build_app(runtime: Runtime, plugins: dict[str, Plugin]) -> Starlette:
         routes.extend(given)
         if given:
             log.info("server.routes", plugin=name, count=len(given))
-    routes += [
+    return [
+        *routes,
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
     ]
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return PlainTextResponse("not found", status_code=404)
-
-    return Starlette(routes=routes, exception_handlers={404: not_found})

@@ -51,3 +51,44 @@ def test_readyz_503_when_the_store_is_unreachable() -> None:
     assert ready.status_code == 503
     assert ready.json()["reason"].startswith("store unreachable")
     assert http.get("/metrics").status_code == 200  # still served without the outbox gauges
+
+
+FACEBOOK_YAML = """
+facebook:
+  app_secret: {secret}
+  verify_token: hello-token
+  system_user_token: a-token
+  graph_url: http://127.0.0.1:9
+  webhook_path: {path}
+  pages: [{{id: "123"}}]
+"""
+
+
+def test_a_reload_remounts_routes_with_the_new_secret_and_path(
+    store: Store, tmp_path: Path
+) -> None:
+    from adapters.facebook import plugin as facebook
+    from adapters.facebook.webhook import signature
+    from connector.config import load_config
+
+    path = tmp_path / "leadsync.yaml"
+    path.write_text(FACEBOOK_YAML.format(secret="old-secret", path="/webhooks/facebook"))
+    d = Daemon(load_config(path), store, {"facebook": facebook}, config_path=path)
+    d.app = build_app(d, d.plugins)
+    http = TestClient(d.app)
+    body = b'{"object": "page", "entry": []}'
+
+    def post(route: str, secret: str) -> int:
+        headers = {"X-Hub-Signature-256": signature(secret, body)}
+        return http.post(route, content=body, headers=headers).status_code
+
+    assert post("/webhooks/facebook", "old-secret") == 200
+    path.write_text(FACEBOOK_YAML.format(secret="new-secret", path="/hooks/fb"))
+    assert d.reload() is True
+    assert post("/hooks/fb", "old-secret") == 403  # the rotated secret is the one checked
+    assert post("/hooks/fb", "new-secret") == 200
+    assert post("/webhooks/facebook", "new-secret") == 404  # the old path is gone
+    assert http.get("/healthz").status_code == 200  # the core endpoints stay
+    path.write_text("facebook: {pages: []}\n")  # invalid: the routes stay as they were
+    assert d.reload() is False
+    assert post("/hooks/fb", "new-secret") == 200
