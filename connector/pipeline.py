@@ -37,6 +37,7 @@ from connector.identity import (
 )
 from connector.model import Lead, Resolved
 from connector.ports import Batch, LeadSource
+from connector.runtime.metrics import LEADS_INGESTED, QUARANTINED
 from connector.store import Store
 from connector.store import ingest as writes
 from connector.store.tables import quarantine
@@ -231,6 +232,9 @@ class Pipeline:
                 if attempt == _RACE_ATTEMPTS:
                     raise
                 log.info("ingest.retry_race", source=source, attempt=attempt)
+        if not self.dry_run:  # every source counted here, as its batch commits
+            LEADS_INGESTED.labels(source).inc(len(good))
+            QUARANTINED.labels(source).inc(len(bad))
         stats = self.stats
         stats.rows += len(resolved)
         stats.created += plan.created

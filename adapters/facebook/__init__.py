@@ -24,7 +24,6 @@ from connector.model import Lead
 from connector.pipeline import IngestStats, Pipeline
 from connector.ports import Batch, Job, Runtime, SourceError
 from connector.runtime import health
-from connector.runtime.metrics import LEADS_INGESTED, QUARANTINED
 from connector.statuses import Catalogue
 from connector.store import Store
 
@@ -32,11 +31,6 @@ from connector.store import Store
 def section(config: Any) -> FacebookConfig | None:
     found = getattr(config, "facebook", None)
     return found if isinstance(found, FacebookConfig) else None
-
-
-def count(source: str, stats: IngestStats) -> None:
-    LEADS_INGESTED.labels(source).inc(stats.rows - stats.quarantined)
-    QUARANTINED.labels(source).inc(stats.quarantined)
 
 
 class FacebookPlugin:
@@ -73,14 +67,13 @@ class FacebookPlugin:
         def poll(rt: Runtime) -> None:
             source = self.source(rt, config)
             source.restore({row["source"]: row for row in health.read(rt.store)})
-            stats = Pipeline(rt.store, default_region=region).run(source)
-            count(source.name, stats)
+            Pipeline(rt.store, default_region=region).run(source)
 
         def webhooks(rt: Runtime) -> None:
             source = self.source(rt, config)
             if self._fetchers is None:
                 self._fetchers = fetch_pool()  # idle threads cost nothing but a stack
-            count(source.name, drain(rt, source, pipeline, self._fetchers))
+            drain(rt, source, pipeline, self._fetchers)
 
         jitter = min(30.0, config.poll_every / 10)
         return [

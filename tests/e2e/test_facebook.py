@@ -310,3 +310,61 @@ def test_backfill_command_is_resumable_after_kill(fake: FakeGraph, tmp_path: Pat
     again = json.loads(subprocess.run(backfill, capture_output=True, text=True).stdout)
     assert again["rows"] == 0  # every form is done
     engine.dispose()
+
+
+def scrape(http: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample /metrics serves, by name and labels, parsed as Prometheus does."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def test_metrics_count_what_a_daemon_run_did(fake: FakeGraph, store: Store, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from connector.config import load_config
+    from connector.runtime.daemon import Daemon
+    from connector.runtime.server import build_app
+
+    busy, calm = fake.add_page("Busy"), fake.add_page("Calm")
+    now = time.time()
+    for page in (busy, calm):
+        form = fake.add_form(page.id, name="F", questions=QUESTIONS)
+        fake.generate_leads(form, 60, start=now - DAY, end=now - 60)
+    path = tmp_path / "leadsync.yaml"
+    section = fb_config(fake, busy, calm).model_dump(mode="json")
+    section["app_secret"] = fake.app_secret
+    section["pages"] = [{"id": p.id, "access_token": p.token} for p in (busy, calm)]
+    path.write_text(yaml.safe_dump({"facebook": section}))
+    daemon = Daemon(load_config(path), store, {"facebook": FacebookPlugin()}, config_path=path)
+    http = TestClient(build_app(daemon, daemon.plugins))
+    before = scrape(http)
+    fake.reset_calls()
+    # The busy Page is throttled from its first lead read on: the poll pauses it for
+    # Meta's 3 minutes and reads the calm one.
+    daemon.plugins["facebook"].source(daemon, daemon.config.facebook).discover()
+    fake.throttle(busy.id, 600, code=80005, regain_minutes=3)
+    assert daemon.run_once() == 0
+    after = scrape(http)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    stored, filed = count(store, leads), count(store, quarantine)
+    assert stored > 0 and filed > 0
+    assert grew("leadsync_leads_ingested_total", source="facebook") == stored
+    assert grew("leadsync_quarantined_total", source="facebook") == filed
+    assert grew("leadsync_api_calls_total", adapter="facebook") == fake.total_calls()
+    assert grew("leadsync_api_errors_total", adapter="facebook", code="80005") >= 1
+    assert grew("leadsync_throttled_seconds_total", adapter="facebook") == 180
+    assert grew("leadsync_job_duration_seconds_count", job="facebook.poll") == 1
+    assert (
+        after[("leadsync_job_last_success_timestamp_seconds", (("job", "facebook.poll"),))] >= now
+    )

@@ -31,7 +31,6 @@ def test_healthz_readyz_metrics_and_plugin_routes(store: Store) -> None:
     assert metrics.status_code == 200
     assert 'leadsync_outbox_depth{destination="crm"} 1.0' in metrics.text
     assert "leadsync_outbox_oldest_age_seconds" in metrics.text
-    assert "leadsync_job_duration_seconds" in metrics.text
     assert http.get("/webhooks/fake").text == "hello"  # a plugin's route, mounted as given
     assert http.get("/nothing-here").status_code == 404
 
