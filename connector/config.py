@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -94,6 +95,39 @@ class ServerConfig(BaseModel):
     )
 
 
+class JobSchedule(BaseModel):
+    """When one scheduled job runs, overriding what its adapter chose."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: float | None = Field(None, gt=0, description="Run every N seconds.")
+    cron: str | None = Field(
+        None, description='Run on a crontab, in UTC (e.g. "*/5 * * * *" or "0 3 * * *").'
+    )
+    jitter: float | None = Field(
+        None, ge=0, description="Start up to N seconds late at random (spreads replicas' load)."
+    )
+    misfire_grace: float | None = Field(
+        None,
+        gt=0,
+        description="Drop a run that could not start within N seconds of its time. "
+        "Unset: a late run still runs, once, however late.",
+    )
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> JobSchedule:
+        if self.every is not None and self.cron is not None:
+            raise ValueError("set `every` or `cron`, not both")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"invalid crontab {self.cron!r}: {exc}") from None
+        return self
+
+
 class LeadsyncConfig(BaseModel):
     """The whole leadsync.yaml. Installed adapters add their own sections (see
     `config_model`)."""
@@ -113,6 +147,11 @@ class LeadsyncConfig(BaseModel):
 
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="The daemon's HTTP server."
+    )
+    schedules: dict[str, JobSchedule] = Field(
+        default_factory=dict,
+        description="Per job id (facebook.poll, facebook.webhooks, outbox.deliver, ...; "
+        "`leadsync status` lists them): when it runs, instead of its adapter's default.",
     )
 
     def catalogue(self) -> Catalogue:

@@ -11,13 +11,14 @@ for the running jobs to return, then stop the server, release the SQLite lock, e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -101,6 +102,31 @@ class _Server:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def scheduled(jobs: Sequence[Job], schedules: Mapping[str, Any]) -> list[Job]:
+    """`jobs` with the YAML's `schedules:` applied (every/cron, jitter, misfire grace);
+    a schedule for a job that does not exist is an error, not a silent no-op."""
+    unknown = sorted(set(schedules) - {j.id for j in jobs})
+    if unknown:
+        known = ", ".join(j.id for j in jobs) or "none"
+        raise ValueError(f"schedules: no job is called {unknown}; the jobs are: {known}")
+    out: list[Job] = []
+    for job in jobs:
+        given = schedules.get(job.id)
+        if given is not None:
+            changes: dict[str, Any] = {}
+            if given.every is not None:
+                changes.update(every=given.every, cron=None)
+            if given.cron is not None:
+                changes.update(cron=given.cron, every=None)
+            if given.jitter is not None:
+                changes["jitter"] = given.jitter
+            if given.misfire_grace is not None:
+                changes["misfire_grace"] = given.misfire_grace
+            job = dataclasses.replace(job, **changes)
+        out.append(job)
+    return out
 
 
 def _listen(config: Any) -> tuple[Any, Any]:
@@ -190,7 +216,7 @@ class Daemon(Runtime):
                 }
 
             found.append(Job(id=OUTBOX_JOB, run=deliver, every=OUTBOX_EVERY, jitter=1.0))
-        return found
+        return scheduled(found, getattr(self.config, "schedules", None) or {})
 
     def run_once(self, jobs: Sequence[Job] | None = None) -> int:
         """Every job once, in order; 0 if none failed, 1 otherwise."""

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, select
 from structlog.testing import capture_logs
 
-from connector.config import LeadsyncConfig
+from connector.config import LeadsyncConfig, load_config
 from connector.ports import Job, Runtime
 from connector.runtime import scheduler as sched
 from connector.runtime.daemon import Daemon
@@ -258,3 +258,26 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_refused(
     assert d.reload() is False and d.config.default_region == "MY"  # an adapter refused
     config.write_text("default_region: VN\n")
     assert d.reload() is True and d.config.default_region == "VN"
+
+
+def test_the_yaml_schedules_any_job_by_id(store: Store, tmp_path: Any) -> None:
+    config = tmp_path / "leadsync.yaml"
+    config.write_text(
+        "schedules:\n"
+        "  s.poll: {cron: '*/10 * * * *', jitter: 3}\n"
+        "  s.sweep: {every: 45, misfire_grace: 600}\n"
+    )
+    jobs = Jobs(
+        Job("s.poll", lambda rt: None, every=300, jitter=30),
+        Job("s.sweep", lambda rt: None, cron="0 * * * *"),
+        Job("s.other", lambda rt: None, every=60),
+    )
+    d = Daemon(load_config(config), store, {"s": jobs}, config_path=config)  # type: ignore[dict-item]
+    scheduler = sched.build(d.jobs(), d.runner)
+    poll, sweep, other = (scheduler.get_job(i) for i in ("s.poll", "s.sweep", "s.other"))
+    assert str(poll.trigger.fields[6]) == "*/10" and poll.trigger.jitter == 3  # minute
+    assert sweep.trigger.interval.total_seconds() == 45 and sweep.misfire_grace_time == 600
+    assert other.trigger.interval.total_seconds() == 60  # untouched
+    config.write_text("schedules:\n  s.pol: {every: 5}\n")  # a typo names no job
+    assert d.reload() is False
+    assert [j.every for j in d.jobs()] == [None, 45, 60]  # the old schedules stay
