@@ -58,21 +58,31 @@ def installed_plugins() -> dict[str, Plugin]:
     return found
 
 
-class _SchedulerLog(logging.Handler):
-    """APScheduler's own warnings (a run skipped because the previous one still runs, a
-    run missed beyond its grace) as structlog lines, so they land in the JSON log and
-    no run is dropped without a trace. Its messages name jobs and times, nothing else."""
+class _LogBridge(logging.Handler):
+    """A library's stdlib log records as structlog lines, so they land in the JSON log:
+    APScheduler's notices (a run skipped because the previous one still runs, a run
+    missed beyond its grace: no run is dropped without a trace) and uvicorn's errors.
+    Their messages name jobs, times and addresses; an exception is logged by class and
+    redacted message (describe), not as a traceback that could quote a request."""
+
+    def __init__(self, event: str, level: int) -> None:
+        super().__init__(level)
+        self.event = event
 
     def emit(self, record: logging.LogRecord) -> None:
-        event = log.warning if record.levelno >= logging.WARNING else log.info
-        event("scheduler.notice", detail=record.getMessage())
+        emit = log.warning if record.levelno >= logging.WARNING else log.info
+        fields: dict[str, Any] = {"detail": record.getMessage()}
+        if record.exc_info and record.exc_info[1] is not None:
+            fields["error"] = describe(record.exc_info[1])
+        emit(self.event, **fields)
 
 
-def _bridge_scheduler_logs() -> None:
-    logger = logging.getLogger("apscheduler")
-    if not any(isinstance(h, _SchedulerLog) for h in logger.handlers):
-        logger.addHandler(_SchedulerLog(logging.WARNING))
-        logger.propagate = False
+def _bridge_library_logs() -> None:
+    for name, event in (("apscheduler", "scheduler.notice"), ("uvicorn", "http.notice")):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _LogBridge) for h in logger.handlers):
+            logger.addHandler(_LogBridge(event, logging.WARNING))
+            logger.propagate = False
 
 
 class _Server:
@@ -85,8 +95,16 @@ class _Server:
             def install_signal_handlers(self) -> None:  # the main thread handles them
                 pass
 
+        # log_config=None: uvicorn installs no handlers of its own; its records reach
+        # the structured log through _bridge_library_logs.
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            log_config=None,
         )
         self.server = Quiet(config)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
@@ -252,7 +270,7 @@ class Daemon(Runtime):
         server_config = getattr(self.config, "server", None)
         host = str(host or getattr(server_config, "host", "127.0.0.1"))
         port = int(port if port is not None else getattr(server_config, "port", 8787))
-        _bridge_scheduler_logs()
+        _bridge_library_logs()
         jobs = self.jobs()
         self.scheduler = build(jobs, self.runner)
         self.app = build_app(self, self.plugins)

@@ -91,3 +91,26 @@ def test_a_reload_remounts_routes_with_the_new_secret_and_path(
     path.write_text("facebook: {pages: []}\n")  # invalid: the routes stay as they were
     assert d.reload() is False
     assert post("/hooks/fb", "new-secret") == 200
+
+
+def test_uvicorn_and_apscheduler_records_reach_the_structured_log() -> None:
+    import logging
+
+    from structlog.testing import capture_logs
+
+    from connector.runtime.daemon import _bridge_library_logs
+
+    _bridge_library_logs()
+    try:
+        raise ValueError("DETAIL:  Key (key)=(email:ana@example.com) already exists.\nboom")
+    except ValueError:
+        with capture_logs() as logged:
+            logging.getLogger("uvicorn.error").error("Exception in ASGI application", exc_info=True)
+            logging.getLogger("apscheduler.scheduler").warning("Run time of job x was missed")
+            logging.getLogger("uvicorn.error").info("Started server process")  # below WARNING
+    assert [(e["event"], e["log_level"]) for e in logged] == [
+        ("http.notice", "warning"),
+        ("scheduler.notice", "warning"),
+    ]
+    assert logged[0]["error"] == "ValueError: boom"  # by class, without the row's values
+    assert "ana@example.com" not in repr(logged)
