@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, select, text
 
 from adapters.facebook.fake import FakeGraph
 from connector.store import open_store
-from connector.store.tables import cursors, job_runs, leads, quarantine
+from connector.store.tables import cursors, job_runs, leads, quarantine, webhook_deliveries
 from connector.sync import outbox
 from tests.conftest import PG_URL, reset_postgres
 from tests.reliability.daemons import free_port, round_robin, start_daemon, wait_ready, write_config
@@ -157,7 +157,14 @@ def test_three_replicas_on_one_postgres(fake: Any, tmp_path: Path) -> None:
             select(job_runs.c.job_id, job_runs.c.replica, job_runs.c.started_at,
                    job_runs.c.finished_at).order_by(job_runs.c.job_id, job_runs.c.started_at)
         ).all()  # fmt: skip
+        hooks = conn.execute(
+            select(webhook_deliveries.c.processed_at, webhook_deliveries.c.error)
+        ).all()
     engine.dispose()
+    # Every webhook the balancer spread over the replicas was stored (Meta sent some
+    # twice), and none that was drained failed.
+    assert len(hooks) >= 60 and not [h for h in hooks if h.error]
+    assert any(h.processed_at for h in hooks), "no replica drained a webhook"
     assert len({r.replica for r in runs}) > 1, "the jobs never moved between replicas"
     delivered = [line.split()[0] for line in deliveries.read_text().splitlines()]
     assert len(delivered) == len(set(delivered)) == 300  # no outbox row delivered twice
