@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,7 @@ def test_db_upgrade_and_demo(tmp_path: Path) -> None:
     assert hooks >= 2
     assert f"leads by source: customers-csv {by_source['customers-csv']}" in text
     assert f"--store sqlite:///{tmp_path / 'demo' / 'demo.db'} status" in text
+    assert f"--store sqlite:///{tmp_path / 'demo' / 'demo.db'} contacts list" in text
+    # The sample's broken rows and leads went to quarantine, and the summary says so.
+    shown = re.search(r"quarantine (\d+)", text)
+    assert shown is not None and int(shown.group(1)) > 0
