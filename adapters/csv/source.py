@@ -20,7 +20,7 @@ from typing import Any
 from charset_normalizer import from_bytes
 
 from connector.mapping import Mapping
-from connector.model import Lead
+from connector.model import Lead, Problem
 from connector.ports import Batch, SourceError
 from connector.statuses import Catalogue
 
@@ -74,6 +74,32 @@ def detect_delimiter(path: Path, encoding: str) -> str:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
         return ","
+
+
+def swallowed_rows(row: dict[str, Any]) -> Problem | None:
+    """A record that holds other records: a quote opened and never closed (`"20` in a
+    points column) makes a CSV reader take every following line, up to the next stray
+    quote, as part of that one field. Such a field has a line break followed by a line
+    with as many delimiters as a row has. Read as it is, the swallowed people would be
+    lost inside one contact's attribute; the record is quarantined instead, naming the
+    column, and a fixed file imports them all."""
+    width = len([k for k in row if k != "__extra__"])
+    if width < 2:
+        return None
+    for column, value in row.items():
+        if not isinstance(value, str) or "\n" not in value:
+            continue
+        for line in value.splitlines()[1:]:
+            if any(line.count(d) >= width - 1 for d in _DELIMITERS):
+                return Problem(
+                    str(column),
+                    "runs over several lines that look like rows of their own: a quote "
+                    '(") opened here is never closed; fix it and import the file again',
+                )
+    return None
+
+
+_DELIMITERS = ",;\t|"
 
 
 def file_sha256(path: Path) -> str:
@@ -157,6 +183,9 @@ class CsvSource:
         done = cursor["row"] if isinstance(cursor, dict) and cursor.get("sha256") == sha else 0
         records: list[Lead] = []
         row_no = 1
+        # Several files go through one import: a reference names the file, so "row 5"
+        # of a.csv and of b.csv are told apart in quarantine.
+        prefix = f"{path.name} " if len(self.paths) > 1 else ""
         try:
             with path.open("r", encoding=encoding, newline="") as fh:
                 reader = csv.reader(fh, delimiter=delimiter)
@@ -169,15 +198,17 @@ class CsvSource:
                     row = dict(zip(header, values, strict=False))
                     if len(values) > width:
                         row["__extra__"] = values[width:]  # kept, so nothing is lost
-                    records.append(
-                        self.mapping.apply(
-                            row,
-                            source=self.name,
-                            ref=f"row {row_no}",
-                            catalogue=self.catalogue,
-                            region=self.region,
-                        )
+                    lead = self.mapping.apply(
+                        row,
+                        source=self.name,
+                        ref=f"{prefix}row {row_no}",
+                        catalogue=self.catalogue,
+                        region=self.region,
                     )
+                    swallowing = swallowed_rows(row)
+                    if swallowing:
+                        lead.problems.append(swallowing)
+                    records.append(lead)
                     if len(records) >= self.batch_size:
                         yield Batch(records, {"sha256": sha, "row": row_no})
                         records = []

@@ -77,3 +77,41 @@ def test_undecodable_row_is_reported_with_its_row(tmp_path: Path) -> None:
     path.write_bytes("Imię;E-mail;Miasto\n".encode() + b"A;a@x.com;K\xb3\xf3d\xbc\n")
     with pytest.raises(SourceError, match="not valid utf-8 at or after row"):
         list(source(path, encoding="utf-8").read(str(path), None))
+
+
+def test_a_quote_never_closed_quarantines_the_record_that_swallowed_rows(tmp_path: Path) -> None:
+    # `"Kraków` opens a quote that the next stray quote closes, two lines later: a CSV
+    # reader returns Ola's and Ewa's rows inside Ania's city. They must not vanish.
+    text = (
+        "Imię,E-mail,Miasto\n"
+        'Ania,a@wp.pl,"Kraków\n'
+        "Ola,o@wp.pl,Gdańsk\n"
+        'Ewa,"e@wp.pl",Łódź\n'
+        "Iza,i@wp.pl,Poznań\n"
+        'Notka,n@wp.pl,"Wrocław\nul. Długa 5"\n'  # a real multi-line field is fine
+    )
+    path = write(tmp_path / "f.csv", text, "utf-8")
+    [batch] = list(source(path).read(str(path), None))
+    by_ref = {r.ref: r for r in batch.records}
+    assert [str(p) for p in by_ref["row 2"].problems] == [
+        'Miasto: runs over several lines that look like rows of their own: a quote (") '
+        "opened here is never closed; fix it and import the file again"
+    ]
+    assert "Ola,o@wp.pl,Gdańsk" in by_ref["row 2"].raw["Miasto"]  # kept for quarantine
+    assert not by_ref["row 3"].problems and by_ref["row 3"].fields["email"] == "i@wp.pl"
+    assert not by_ref["row 4"].problems  # Notka's address spans two lines legitimately
+    # Retrying the quarantined record with a new mapping cannot fix the file's quoting.
+    from adapters.csv import CsvPlugin
+
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("columns: {Imię: first_name, E-mail: email, Miasto: city}\n")
+    again = CsvPlugin().remap(by_ref["row 2"].raw, {"mapping": str(mapping)}, "row 2")
+    assert [p.field for p in again.problems] == ["Miasto"]
+
+
+def test_references_name_the_file_when_an_import_has_several(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.csv", ROWS, "utf-8")
+    b = write(tmp_path / "b.csv", ROWS, "utf-8")
+    src = CsvSource(name="t", paths=[a, b], mapping=MAPPING, mapping_path=None)
+    refs = [r.ref for p in (a, b) for batch in src.read(str(p), None) for r in batch.records]
+    assert refs == ["a.csv row 2", "a.csv row 3", "b.csv row 2", "b.csv row 3"]
