@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping as MappingABC
 from pathlib import Path
 from typing import Any
@@ -42,24 +43,32 @@ class CsvPlugin:
         return lead
 
     def demo(self, store: Store, workdir: Path, console: Console) -> None:
-        """Import the bundled messy sample, twice: the second import must change nothing."""
+        """Import the bundled messy sample, then a copy of it: the copy is read row by row
+        (another file, so no cursor skips it) and must change nothing."""
         mapping_path = SAMPLES / "leads.yaml"
-        source = CsvSource(
-            name="customers-csv",
-            paths=[SAMPLES / "leads.csv"],
-            mapping=load_mapping(mapping_path),
-            mapping_path=mapping_path,
-            catalogue=store.catalogue,
-        )
-        source.check()
-        stats = Pipeline(store, workers=0).run(source)
+
+        def source(path: Path) -> CsvSource:
+            found = CsvSource(
+                name="customers-csv",
+                paths=[path],
+                mapping=load_mapping(mapping_path),
+                mapping_path=mapping_path,
+                catalogue=store.catalogue,
+            )
+            found.check()
+            return found
+
+        stats = Pipeline(store, workers=0).run(source(SAMPLES / "leads.csv"))
         from connector.cli import print_stats
 
         print_stats(stats, "CSV import (bundled sample: MY, PL, VN, US)", False)
-        again = Pipeline(store, workers=0).run(source, streams=source.streams())
+        copy = workdir / "leads (copy).csv"
+        shutil.copyfile(SAMPLES / "leads.csv", copy)
+        again = Pipeline(store, workers=0).run(source(copy))
         console.print(
-            f"Importing the same file again: {again.created} created, {again.updated} "
-            f"updated, {again.unchanged + again.quarantined} recognised (idempotent).\n"
+            f"Importing a copy of the same file: {again.rows} rows read, {again.created} "
+            f"created, {again.updated} updated, {again.merged} merged, {again.unchanged} "
+            f"unchanged, {again.quarantined} already in quarantine (idempotent).\n"
         )
 
 

@@ -43,14 +43,21 @@ def store(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'cli.db'}"
 
 
-def test_import_sample_twice_then_look(store: str) -> None:
+def test_import_sample_twice_then_look(store: str, tmp_path: Path) -> None:
     args = [*IMPORT_SAMPLE, "--json"]
     first = json.loads(run(*args, store=store).stdout)
     assert first["rows"] == 34
     assert first["quarantined"] == 6
     # 28 good rows: 4 repeat people already seen, 2 merge two contacts each into one
     assert first["created"] == 20 and first["merged"] == 2
-    second = json.loads(run(*args, store=store).stdout)
+    again = json.loads(run(*args, store=store).stdout)  # the same file: its cursor is at the end
+    assert (again["rows"], again["created"]) == (0, 0)
+    # A copy is another file, read row by row: every row is recognised, nothing changes.
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(Path(IMPORT_SAMPLE[2]).read_bytes())
+    with_copy = [str(copy) if a == IMPORT_SAMPLE[2] else a for a in args]
+    second = json.loads(run(*with_copy, store=store).stdout)
+    assert second["rows"] == 34 and second["unchanged"] == 28 and second["quarantined"] == 6
     assert (second["created"], second["updated"], second["merged"]) == (0, 0, 0)
     contacts = lines(run("contacts", "list", "--json", "--limit", "100", store=store).stdout)
     assert len(contacts) == 20
@@ -176,7 +183,8 @@ def test_db_upgrade_and_demo(tmp_path: Path) -> None:
     assert f"revision {head_revision()}" in " ".join(upgraded.split())
     demo = run("demo", "--workdir", str(tmp_path / "demo"), "--seconds", "9")
     text = " ".join(demo.stdout.split())
-    assert "0 created, 0 updated" in text  # the CSV re-import changed nothing
+    # A copy of the CSV, read row by row, changed nothing.
+    assert "34 rows read, 0 created, 0 updated, 0 merged, 28 unchanged" in text
     assert "the daemon listens on http://127.0.0.1:" in text
     # The daemon polled the emulator and took leads by webhook while it ran.
     from sqlalchemy import create_engine, func, select
