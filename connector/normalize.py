@@ -174,8 +174,22 @@ def _fast_e164(text: str, region: str | None) -> str | None:
 
 
 def phone_key(value: str, region: str | None = None) -> str:
-    """Meta's PHONE: digits with the country code, no `+` or leading zeros."""
-    return phone(value, region).lstrip("+")
+    """Meta's PHONE: digits with the country code, no `+` or leading zeros.
+
+    A value already in that form (`48601234567`) is taken as such when it is not a
+    valid number of `region` read nationally, so phone_key(phone_key(x)) == phone_key(x)
+    whatever the region; this is Meta's own format, not a guess."""
+    try:
+        return phone(value, region).lstrip("+")
+    except NormalizationError:
+        text = value.strip()
+        if not (text.isdigit() and text[0] != "0"):
+            raise
+        try:
+            return phone("+" + text).lstrip("+")
+        except NormalizationError:
+            pass
+        raise
 
 
 # -- names and places -----------------------------------------------------------------

@@ -210,6 +210,14 @@ def test_phone_is_idempotent(value: str, region: str | None) -> None:
     _idempotent(lambda v: n.phone(v, region), value)
 
 
+@settings(max_examples=500)
+@given(phone_like, st.sampled_from(["MY", "PL", "VN", "US", None]))
+def test_meta_phone_key_is_idempotent(value: str, region: str | None) -> None:
+    # Meta's PHONE has no `+`: read back in any region it must stay the same number.
+    _idempotent(lambda v: n.phone_key(v, region), value)
+    assert n.phone_key("48601234567", "US") == "48601234567"
+
+
 @given(
     st.emails(),
     st.sampled_from(["", " ", "  "]),
