@@ -333,7 +333,7 @@ def retry_quarantine(
     query = select(quarantine).where(quarantine.c.resolved_at.is_(None))
     if source:
         query = query.where(quarantine.c.source == source)
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query.order_by(quarantine.c.id))]
     for row in rows:
         lead = remap(row["raw"], row["context"], row["ref"])

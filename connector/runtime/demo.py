@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 def counts(store: Store) -> dict[str, Any]:
     """What the store holds now, for the progress display."""
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
 
         def n(table: Any, *where: Any) -> int:
             query = select(func.count()).select_from(table).where(*where)

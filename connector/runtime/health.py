@@ -48,6 +48,6 @@ def report(
 
 def read(store: Store) -> list[dict[str, Any]]:
     """Every source's health row, by name."""
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         rows = conn.execute(select(source_health).order_by(source_health.c.source))
         return [dict(r._mapping) for r in rows]

@@ -118,5 +118,5 @@ def pending(store: Store, source: str | None = None) -> int:
     query = select(func.count()).select_from(t).where(t.c.processed_at.is_(None))
     if source:
         query = query.where(t.c.source == source)
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         return int(conn.execute(query).scalar_one())

@@ -21,14 +21,14 @@ def last_runs(store: Store) -> list[dict[str, Any]]:
         .join(newest, newest.c.id == t.c.id)
         .order_by(t.c.job_id)
     )
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
 def collect(store: Store, now: datetime) -> dict[str, Any]:
     from connector.sync import outbox
 
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         cursor_rows = [
             {
                 **dict(r._mapping),

@@ -40,6 +40,25 @@ def apply_catalogue(store: Store) -> None:
     deployment's config must not mistake custom statuses for deleted ones.
     """
     now = datetime.now(UTC)
+    wanted = {(s.id, s.name, s.rank, s.terminal) for s in store.catalogue}
+    with store.reader.connect() as conn:
+        # Read first: most commands (contacts list, status) find the catalogue as they
+        # left it, and must not take SQLite's write lock, which a running daemon holds
+        # for a batch at a time, just to write the same rows again.
+        recorded = {tuple(r) for r in conn.execute(select(statuses))}
+        emptied = (
+            bool(store.catalogue.deleted)
+            and conn.execute(
+                select(func.count())
+                .select_from(contacts)
+                .where(
+                    contacts.c.status.in_(sorted(store.catalogue.deleted)),
+                    contacts.c.merged_into.is_(None),
+                )
+            ).scalar_one()
+        )
+    if recorded == wanted and not emptied:
+        return
     with store.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Replicas starting together would each delete and re-insert the catalogue
@@ -115,7 +134,7 @@ def list_contacts(
     where: list[ColumnElement[bool]] = [contacts.c.merged_into.is_(None)]
     if status is not None:
         where.append(contacts.c.status == status)
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         total = conn.execute(select(func.count()).select_from(contacts).where(*where)).scalar_one()
         rows = conn.execute(
             select(contacts)
@@ -150,7 +169,7 @@ def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
     """One contact with its identities, status history, leads and timeline.
 
     An absorbed id shows the survivor, with `merged_from` saying so."""
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         live = live_id(conn, contact_id)
         row = conn.execute(select(contacts).where(contacts.c.id == live)).one()
         out = _contact_dict(store, row._mapping)
@@ -239,7 +258,7 @@ def quarantine_list(store: Store, include_resolved: bool = False) -> list[dict[s
     query = select(quarantine).order_by(quarantine.c.id)
     if not include_resolved:
         query = query.where(quarantine.c.resolved_at.is_(None))
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         return [
             {
                 "id": q.id,
@@ -258,7 +277,7 @@ def quarantine_list(store: Store, include_resolved: bool = False) -> list[dict[s
 
 def counts(store: Store) -> dict[str, int]:
     """Live contacts by status name, plus open quarantine."""
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         by_status: dict[int, int] = dict(
             conn.execute(
                 select(contacts.c.status, func.count())

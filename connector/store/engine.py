@@ -49,8 +49,16 @@ def _begin_sqlite(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
     # (every ingest batch) then waits its turn under busy_timeout instead of failing
     # with "database is locked" when another writer got there first, and ids reserved
-    # after max(id) (store/bulk.py) cannot collide.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # after max(id) (store/bulk.py) cannot collide. Reads (Store.reader) begin DEFERRED:
+    # under WAL they need no lock at all, so a `leadsync status` or /readyz beside a
+    # running daemon never queues behind its batch.
+    if conn.get_execution_options().get(_READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_READ_ONLY = "leadsync_read_only"
 
 
 def dump_json(value: Any) -> str:
@@ -119,11 +127,17 @@ class Store:
         return self.engine.url.render_as_string(hide_password=True)
 
     @property
+    def reader(self) -> Engine:
+        """The engine for read-only work: the same pool, but SQLite transactions that
+        take no write lock. Writing through it is a bug (it may fail as busy)."""
+        return self.engine.execution_options(**{_READ_ONLY: True})
+
+    @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     def current_revision(self) -> str | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def upgrade(self) -> None:

@@ -225,7 +225,7 @@ def depth(store: Store, now: datetime | None = None) -> dict[str, dict[str, Any]
     now = now or datetime.now(UTC)
     t = outbox
     found: dict[str, dict[str, Any]] = {}
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         pending = conn.execute(
             select(t.c.destination, func.count(), func.min(t.c.created_at))
             .where(t.c.delivered_at.is_(None), t.c.available_at < FAILED_AT)

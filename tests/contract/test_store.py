@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,6 +174,24 @@ def test_deleting_a_status_moves_its_contacts_to_unknown(store_url: str) -> None
     history = cs.show_contact(store, row["id"])["status_history"]
     assert history[-1]["origin"] == "catalogue: status deleted"
     store.close()
+
+
+def test_opening_a_store_with_its_recorded_catalogue_writes_nothing(tmp_path: Path) -> None:
+    # A read-only command (contacts list) beside a running daemon must not queue for
+    # SQLite's write lock, which the daemon holds for a batch at a time.
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    open_store(url).close()
+    writer = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        store = open_store(url)  # would wait 30 s for the lock, then fail
+        assert cs.list_contacts(store)[1] == []
+        store.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 def test_manual_merge(store: Store) -> None:
