@@ -320,9 +320,13 @@ def config_validate(
     file: Path | None = typer.Argument(None, help="Config or mapping file (default: the config)."),
 ) -> None:
     """Check a config or mapping file; errors name file:line and the field path."""
-    path = file or state(ctx).config_path
+    from connector.config import DEFAULT_CONFIG
+
+    path = file or state(ctx).config_path or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     if path is None:
-        raise ConfigError("no file given and no --config / LEADSYNC_CONFIG")
+        raise ConfigError(
+            f"no file given, no --config / LEADSYNC_CONFIG and no ./{DEFAULT_CONFIG.name}"
+        )
     from connector.config import parse_yaml
 
     data, _ = parse_yaml(path)

@@ -354,6 +354,8 @@ def retry_quarantine(
                     )
                 )
             stats.quarantined += 1
+            for problem in record.problems:
+                stats.reasons[f"{problem.field}: {problem.reason}"] += 1
             continue
         pipeline.stats = IngestStats()
         pipeline.ingest(record.source, [lead])

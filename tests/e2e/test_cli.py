@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -106,6 +107,7 @@ def test_quarantine_retry_after_fixing_the_mapping(store: str, tmp_path: Path) -
     mapping.write_text(fixed, encoding="utf-8")
     stats = json.loads(run("quarantine", "retry", "--json", store=store).stdout)
     assert stats["created"] == 1 and stats["quarantined"] == 5
+    assert sum(stats["reasons"].values()) >= 5  # why each still fails
     left = lines(run("quarantine", "list", "--json", store=store).stdout)
     assert len(left) == 5 and all(q["attempts"] == 2 for q in left)
 
@@ -209,3 +211,12 @@ def test_db_upgrade_and_demo(tmp_path: Path) -> None:
     # The sample's broken rows and leads went to quarantine, and the summary says so.
     shown = re.search(r"quarantine (\d+)", text)
     assert shown is not None and int(shown.group(1)) > 0
+
+
+def test_config_validate_reads_the_working_directorys_leadsync_yaml(tmp_path: Path) -> None:
+    (tmp_path / "leadsync.yaml").write_text("default_region: Malaysia\n")
+    cmd = [sys.executable, "-m", "connector", "config", "validate"]
+    env = {k: v for k, v in os.environ.items() if k != "LEADSYNC_CONFIG"}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert "leadsync.yaml:1: default_region" in proc.stderr
