@@ -369,6 +369,13 @@ def statuses_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--jso
         }
         for s in store.catalogue
     ]
+    unlisted = contact_store.unlisted_statuses(store)
+    rows += [
+        {"id": i, "name": None, "rank": None, "terminal": None, "contacts": n}
+        for i, n in sorted(unlisted.items())
+    ]
+    if unlisted:
+        err.print(f"warning: {contact_store.unlisted_advice(unlisted)}")
     if as_json:
         print_json(rows)
         return

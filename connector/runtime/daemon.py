@@ -277,6 +277,11 @@ class Daemon(Runtime):
         server = _Server(self.app, host, port)
         server.start()
         self.scheduler.start()
+        from connector.store import contacts as contact_store
+
+        unlisted = contact_store.unlisted_statuses(self.store)
+        if unlisted:
+            log.warning("statuses.unlisted", reason=contact_store.unlisted_advice(unlisted))
         log.info(
             "daemon.started",
             replica=self.replica,

@@ -291,3 +291,25 @@ def counts(store: Store) -> dict[str, int]:
     out = {store.catalogue.name(k): int(v) for k, v in sorted(by_status.items())}
     out["quarantine"] = int(open_q)
     return out
+
+
+def unlisted_statuses(store: Store) -> dict[int, int]:
+    """Live contacts per status id that this deployment's catalogue neither defines nor
+    deletes (a custom status dropped from the YAML instead of listed under `delete`):
+    they keep the id until the admin says what it is."""
+    known = {s.id for s in store.catalogue} | set(store.catalogue.deleted)
+    with store.reader.connect() as conn:
+        rows = conn.execute(
+            select(contacts.c.status, func.count())
+            .where(contacts.c.merged_into.is_(None), contacts.c.status.not_in(sorted(known)))
+            .group_by(contacts.c.status)
+        ).all()
+    return {int(k): int(v) for k, v in rows}
+
+
+def unlisted_advice(found: dict[int, int]) -> str:
+    held = ", ".join(f"{n} hold {i}" for i, n in sorted(found.items()))
+    return (
+        f"contacts hold statuses this config neither defines nor deletes ({held}): list "
+        "each under statuses.custom, or under statuses.delete to move its contacts to Unknown"
+    )

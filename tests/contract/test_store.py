@@ -326,3 +326,19 @@ def test_replicas_opening_the_store_together_do_not_collide(store: Store) -> Non
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_status_dropped_from_the_yaml_is_named_not_guessed(store_url: str) -> None:
+    from connector.statuses import Status
+
+    trial = Status(40, "Trial", 33)
+    store = open_store(store_url, Catalogue.build([trial]), upgrade=True)
+    ingest(store, lead("1", email="a@x.com", status=40), lead("2", email="b@x.com", status=40))
+    assert cs.unlisted_statuses(store) == {}
+    store.close()
+    store = open_store(store_url, Catalogue.default())  # Trial left out of the YAML
+    assert cs.unlisted_statuses(store) == {40: 2}
+    assert "2 hold 40" in cs.unlisted_advice({40: 2})
+    [row, _] = cs.list_contacts(store)[1]
+    assert row["status"] == 40  # kept, not moved: only `delete:` moves contacts
+    store.close()
