@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,17 +46,73 @@ def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _begin_sqlite(conn: Any) -> None:
-    # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
-    # (every ingest batch) then waits its turn under busy_timeout instead of failing
-    # with "database is locked" when another writer got there first, and ids reserved
-    # after max(id) (store/bulk.py) cannot collide. Reads (Store.reader) begin DEFERRED:
-    # under WAL they need no lock at all, so a `leadsync status` or /readyz beside a
-    # running daemon never queues behind its batch.
-    if conn.get_execution_options().get(_READ_ONLY):
-        conn.exec_driver_sql("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+class _WriteTurns:
+    """Write transactions on one SQLite store take turns inside this process.
+
+    IMMEDIATE takes the write lock up front: a transaction that reads and then writes
+    (every ingest batch) then waits its turn instead of failing with "database is
+    locked" when another writer got there first, and ids reserved after max(id)
+    (store/bulk.py) cannot collide. Reads (Store.reader) begin DEFERRED: under WAL they
+    need no lock at all, so `leadsync status` or /readyz never queue behind a batch.
+
+    Waiting for SQLite's lock is polling: its busy handler sleeps 1, 2, 5 … 100 ms
+    between tries, so under a daemon's load (a webhook insert per request beside the
+    drain's batches) a writer could wait seconds while the lock sat free between
+    sleeps. Here the process's writers queue on a Python lock instead, held from BEGIN
+    IMMEDIATE to the end of COMMIT or ROLLBACK, and the next one starts the moment the
+    previous one ends. Other processes still meet SQLite's own lock (busy_timeout).
+    """
+
+    def __init__(self, wait: float) -> None:
+        self.lock = threading.Lock()
+        self.wait = wait
+        self.holders: set[int] = set()  # DB-API connections inside a turn, by id
+
+    def begin(self, conn: Any) -> None:
+        if conn.get_execution_options().get(_READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
+        raw = _raw_id(conn.connection)
+        # A thread that opens a second write transaction before ending its first would
+        # wait for itself: after `wait`, SQLite's own busy_timeout decides instead.
+        if self.lock.acquire(timeout=self.wait):
+            self.holders.add(raw)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.end(raw)
+            raise
+
+    def end(self, raw: int) -> None:
+        if raw in self.holders:
+            self.holders.discard(raw)
+            self.lock.release()
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "begin", self.begin)
+        dialect = engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_commit(dbapi_connection: Any) -> None:
+            try:
+                commit(dbapi_connection)
+            finally:
+                self.end(_raw_id(dbapi_connection))
+
+        def do_rollback(dbapi_connection: Any) -> None:
+            try:
+                rollback(dbapi_connection)
+            finally:
+                self.end(_raw_id(dbapi_connection))
+
+        # Instance attributes: this engine's dialect only (OptionEngines share it).
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
+def _raw_id(connection: Any) -> int:
+    """The sqlite3 connection's id, whether given it or the pool's proxy of it."""
+    return id(getattr(connection, "dbapi_connection", connection))
 
 
 _READ_ONLY = "leadsync_read_only"
@@ -82,7 +139,7 @@ def make_engine(url: str) -> Engine:
             url, json_serializer=dump_json, json_deserializer=_loads, hide_parameters=True
         )
         event.listen(engine, "connect", _tune_sqlite)
-        event.listen(engine, "begin", _begin_sqlite)
+        _WriteTurns(wait=30.0).install(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":

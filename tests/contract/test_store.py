@@ -342,3 +342,40 @@ def test_a_status_dropped_from_the_yaml_is_named_not_guessed(store_url: str) -> 
     [row, _] = cs.list_contacts(store)[1]
     assert row["status"] == 40  # kept, not moved: only `delete:` moves contacts
     store.close()
+
+
+def test_writers_in_one_process_take_turns_without_meeting_sqlites_lock(tmp_path: Path) -> None:
+    # With busy_timeout 0, any writer that met SQLite's lock would fail at once with
+    # "database is locked": eight threads writing together must never meet it, since
+    # they queue on the store's own lock and each starts as the previous one ends.
+    import threading
+    from datetime import UTC, datetime
+
+    from sqlalchemy import event
+
+    from connector.store.ingest import save_cursor
+
+    store = open_store(f"sqlite:///{tmp_path / 'turns.db'}")
+    event.listen(store.engine, "connect", lambda c, _r: c.execute("PRAGMA busy_timeout=0"))
+    store.engine.dispose()
+    failures: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(30):
+                with store.engine.begin() as conn:
+                    save_cursor(conn, "turns", f"w{n}-{i}", {"i": i}, datetime.now(UTC))
+                with store.reader.connect() as conn:  # reads take no turn
+                    conn.execute(select(func.count()).select_from(cursors)).scalar_one()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    with store.reader.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(cursors)).scalar_one() == 240
+    store.close()
