@@ -136,14 +136,25 @@ class Pipeline:
         return self.stats
 
     def ingest(
-        self, source: str, records: Iterable[Lead], context: dict[str, Any] | None = None
+        self,
+        source: str,
+        records: Iterable[Lead],
+        context: dict[str, Any] | None = None,
+        *,
+        also: Callable[[Connection], None] | None = None,
     ) -> IngestStats:
-        """Ingest records that carry no cursor (a webhook delivery, a one-off list)."""
+        """Ingest records that carry no cursor (a webhook delivery, a one-off list).
+
+        `also` runs in the transaction of the last batch, after its rows: what must be
+        true exactly when the records are stored (a webhook delivery marked done)."""
         started = time.perf_counter()
-        batches = self._split(iter([Batch(list(records), None)]))
+        batches = list(self._split(iter([Batch(list(records), None)])))
+        last = len(batches) - 1
         with _rarer_gc(), self._dry_run_scope():
-            for _batch, resolved in self._prepared(batches):
-                self._write(source, None, None, resolved, context or {})
+            for i, (_batch, resolved) in enumerate(self._prepared(iter(batches))):
+                self._write(
+                    source, None, None, resolved, context or {}, also if i == last else None
+                )
         self.stats.seconds += time.perf_counter() - started
         return self.stats
 
@@ -209,6 +220,7 @@ class Pipeline:
         cursor: Any,
         resolved: list[Resolved],
         context: dict[str, Any],
+        also: Callable[[Connection], None] | None = None,
     ) -> None:
         good = [r for r in resolved if not r.problems]
         bad = [r for r in resolved if r.problems]
@@ -227,6 +239,8 @@ class Pipeline:
                     filed = writes.quarantine_records(conn, bad, context, now)
                     if stream is not None and cursor is not _KEEP:
                         writes.save_cursor(conn, source, stream, cursor, now)
+                    if also is not None:
+                        also(conn)
                 break
             except IntegrityError:
                 if attempt == _RACE_ATTEMPTS:

@@ -147,10 +147,16 @@ def drain(
             if failure.action is not Action.RETRY and page:
                 source.trouble(page, failure)
         if records:
-            stats = pipeline().ingest(source.name, records, source.context())
+            stats = pipeline().ingest(
+                source.name,
+                records,
+                source.context(),
+                also=lambda conn, ids=done: inbox.mark_done(conn, ids),
+            )
             for name in ("rows", "created", "updated", "merged", "unchanged", "quarantined"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
-        inbox.done(runtime.store, done)
+        else:
+            inbox.done(runtime.store, done)
         for delivery_id, why in malformed:
             inbox.done(runtime.store, [delivery_id], error=why)
         inbox.release(runtime.store, retry, "Graph API error; will retry")

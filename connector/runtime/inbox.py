@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from connector.store import Store
 from connector.store.tables import webhook_deliveries
@@ -59,7 +59,7 @@ def claim(
     now = now or datetime.now(UTC)
     t = webhook_deliveries
     with store.engine.begin() as conn:
-        query = (
+        oldest = (
             select(t.c.id)
             .where(
                 t.c.source == source,
@@ -70,21 +70,16 @@ def claim(
             .limit(limit)
         )
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list(conn.execute(query).scalars())
-        if not ids:
-            return []
-        conn.execute(
-            update(t)
-            .where(t.c.id.in_(ids))
-            .values(claimed_until=now + LEASE, attempts=t.c.attempts + 1)
-        )
+            oldest = oldest.with_for_update(skip_locked=True)
+        # One statement, one round trip: the drain claims every few milliseconds.
         rows = conn.execute(
-            select(t.c.id, t.c.body, t.c.received_at, t.c.attempts)
-            .where(t.c.id.in_(ids))
-            .order_by(t.c.id)
-        )
-        return [Delivery(r.id, r.body, r.received_at, r.attempts) for r in rows]
+            update(t)
+            .where(t.c.id.in_(oldest.scalar_subquery()))
+            .values(claimed_until=now + LEASE, attempts=t.c.attempts + 1)
+            .returning(t.c.id, t.c.body, t.c.received_at, t.c.attempts)
+        ).all()
+    found = [Delivery(r.id, r.body, r.received_at, r.attempts) for r in rows]
+    return sorted(found, key=lambda d: d.id)  # RETURNING promises no order
 
 
 def done(store: Store, ids: list[int], error: str | None = None) -> None:
@@ -93,6 +88,14 @@ def done(store: Store, ids: list[int], error: str | None = None) -> None:
     if not ids:
         return
     with store.engine.begin() as conn:
+        mark_done(conn, ids, error)
+
+
+def mark_done(conn: Connection, ids: list[int], error: str | None = None) -> None:
+    """`done` inside the caller's transaction: the drain marks deliveries done in the
+    transaction that stores their leads (one commit less a batch, and never one
+    without the other)."""
+    if ids:
         conn.execute(
             update(webhook_deliveries)
             .where(webhook_deliveries.c.id.in_(ids))

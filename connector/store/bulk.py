@@ -114,6 +114,9 @@ def insert_values(
         raise IntegrityError(f"bulk insert into {table.name}", None, exc) from exc
 
 
+_SEQUENCES: dict[str, str] = {}  # table -> its id sequence (the schema names it)
+
+
 def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
     """Ids for `count` new rows of `table`, so children can be written without RETURNING.
 
@@ -123,11 +126,15 @@ def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
     if count == 0:
         return []
     if conn.dialect.name == "postgresql":
-        # The sequence's name is looked up once: inside the SELECT list,
-        # pg_get_serial_sequence() ran once per row and cost ten times the nextval()s.
-        seq = conn.execute(
-            text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name}
-        ).scalar_one()
+        # The sequence's name is looked up once per process and table: inside the
+        # SELECT list, pg_get_serial_sequence() ran once per row and cost ten times the
+        # nextval()s, and per batch it was a round trip of the webhook drain's few.
+        seq = _SEQUENCES.get(table.name)
+        if seq is None:
+            seq = conn.execute(
+                text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name}
+            ).scalar_one()
+            _SEQUENCES[table.name] = seq
         rows = conn.execute(
             text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)"),
             {"seq": seq, "n": count},
