@@ -11,6 +11,7 @@ covered by the next poll.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -71,7 +71,7 @@ def routes(runtime: Runtime, config: FacebookConfig) -> list[Route]:
             WEBHOOKS.labels(source, "forged").inc()
             log.warning("facebook.webhook_forged", bytes=len(body))
             return PlainTextResponse("bad signature", status_code=403)
-        await run_in_threadpool(inbox.put, runtime.store, source, body)
+        await asyncio.wrap_future(inbox.writer(runtime.store).submit(source, body))
         WEBHOOKS.labels(source, "stored").inc()
         runtime.wake(DRAIN_JOB)
         return PlainTextResponse("EVENT_RECEIVED")
