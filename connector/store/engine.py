@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,7 @@ class Store:
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
-    @property
+    @cached_property
     def reader(self) -> Engine:
         """The engine for read-only work: the same pool, but SQLite transactions that
         take no write lock. Writing through it is a bug (it may fail as busy)."""
