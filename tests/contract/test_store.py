@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,25 @@ def count(store: Store, table: Any, *where: Any) -> int:
 
 def live(store: Store) -> int:
     return count(store, contacts, contacts.c.merged_into.is_(None))
+
+
+def failures_of(target: Callable[[int], object], threads: int) -> list[BaseException]:
+    """Run target(0..threads-1) on threads at once; what they raised (surfaced by the
+    caller's assertion, each with its traceback)."""
+    failed: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            target(n)
+        except BaseException as exc:
+            failed.append(exc)
+
+    started = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for t in started:
+        t.start()
+    for t in started:
+        t.join()
+    return failed
 
 
 def test_migrations_match_the_tables(store: Store) -> None:
@@ -272,28 +292,17 @@ def test_concurrent_writers_make_one_contact_per_person(store_url: str) -> None:
     """Two processes' worth of writers (threads with their own pipelines) ingest the same
     people at once: the store's unique keys and the pipeline's retry on a lost race
     must leave exactly one contact per person and lose no lead."""
-    import threading
-
     stores = [open_store(store_url) for _ in range(2)]
-    errors: list[BaseException] = []
 
     def run(n: int) -> None:
-        try:
-            for start in range(0, 300, 30):
-                records = [
-                    lead(f"{n}-{i}", source=f"s{n}", email=f"p{i}@x.com", phone=f"+6012{i:07d}")
-                    for i in range(start, start + 30)
-                ]
-                Pipeline(stores[n], workers=0).ingest(f"s{n}", records)
-        except BaseException as exc:  # surfaced below, with the thread's traceback
-            errors.append(exc)
+        for start in range(0, 300, 30):
+            records = [
+                lead(f"{n}-{i}", source=f"s{n}", email=f"p{i}@x.com", phone=f"+6012{i:07d}")
+                for i in range(start, start + 30)
+            ]
+            Pipeline(stores[n], workers=0).ingest(f"s{n}", records)
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert failures_of(run, 2) == []
     assert live(stores[0]) == 300
     assert count(stores[0], leads) == 600
     assert count(stores[0], identities) == 600  # one email and one phone per person
@@ -305,27 +314,16 @@ def test_concurrent_writers_make_one_contact_per_person(store_url: str) -> None:
 def test_replicas_opening_the_store_together_do_not_collide(store: Store) -> None:
     # Every replica records the catalogue when it opens the store; at the same moment
     # they used to collide on the statuses' key and one replica died at startup.
-    import threading
-
     url = store.engine.url.render_as_string(hide_password=False)
     if store.dialect != "postgresql":
         pytest.skip("SQLite serialises writers at BEGIN")
-    errors: list[BaseException] = []
     gate = threading.Barrier(6)
 
-    def opener() -> None:
-        try:
-            gate.wait()
-            open_store(url).close()
-        except BaseException as exc:
-            errors.append(exc)
+    def opener(_n: int) -> None:
+        gate.wait()
+        open_store(url).close()
 
-    threads = [threading.Thread(target=opener) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert failures_of(opener, 6) == []
 
 
 def test_a_status_dropped_from_the_yaml_is_named_not_guessed(store_url: str) -> None:
@@ -348,7 +346,6 @@ def test_writers_in_one_process_take_turns_without_meeting_sqlites_lock(tmp_path
     # With busy_timeout 0, any writer that met SQLite's lock would fail at once with
     # "database is locked": eight threads writing together must never meet it, since
     # they queue on the store's own lock and each starts as the previous one ends.
-    import threading
     from datetime import UTC, datetime
 
     from sqlalchemy import event
@@ -358,24 +355,15 @@ def test_writers_in_one_process_take_turns_without_meeting_sqlites_lock(tmp_path
     store = open_store(f"sqlite:///{tmp_path / 'turns.db'}")
     event.listen(store.engine, "connect", lambda c, _r: c.execute("PRAGMA busy_timeout=0"))
     store.engine.dispose()
-    failures: list[BaseException] = []
 
     def writer(n: int) -> None:
-        try:
-            for i in range(30):
-                with store.engine.begin() as conn:
-                    save_cursor(conn, "turns", f"w{n}-{i}", {"i": i}, datetime.now(UTC))
-                with store.reader.connect() as conn:  # reads take no turn
-                    conn.execute(select(func.count()).select_from(cursors)).scalar_one()
-        except BaseException as exc:
-            failures.append(exc)
+        for i in range(30):
+            with store.engine.begin() as conn:
+                save_cursor(conn, "turns", f"w{n}-{i}", {"i": i}, datetime.now(UTC))
+            with store.reader.connect() as conn:  # reads take no turn
+                conn.execute(select(func.count()).select_from(cursors)).scalar_one()
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    assert failures_of(writer, 8) == []
     with store.reader.connect() as conn:
         assert conn.execute(select(func.count()).select_from(cursors)).scalar_one() == 240
     store.close()
