@@ -15,6 +15,7 @@ cannot be valid is reported, not padded into something that looks like one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -177,19 +178,17 @@ def phone_key(value: str, region: str | None = None) -> str:
     """Meta's PHONE: digits with the country code, no `+` or leading zeros.
 
     A value already in that form (`48601234567`) is taken as such when it is not a
-    valid number of `region` read nationally, so phone_key(phone_key(x)) == phone_key(x)
-    whatever the region; this is Meta's own format, not a guess."""
+    valid number of `region` read nationally: without a region it always reads back as
+    itself. Digits that are also a valid national number of `region` (`6042000000` in
+    the US) are read nationally; they are ambiguous, and the record's country decides."""
     try:
         return phone(value, region).lstrip("+")
     except NormalizationError:
         text = value.strip()
-        if not (text.isdigit() and text[0] != "0"):
-            raise
-        try:
-            return phone("+" + text).lstrip("+")
-        except NormalizationError:
-            pass
-        raise
+        if text.isdigit() and text[0] != "0":
+            with contextlib.suppress(NormalizationError):
+                return phone("+" + text).lstrip("+")
+        raise  # the national reading's reason
 
 
 # -- names and places -----------------------------------------------------------------
