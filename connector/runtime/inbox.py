@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -43,15 +44,19 @@ def put(store: Store, source: str, body: bytes, now: datetime | None = None) -> 
     with store.engine.begin() as conn:
         result = conn.execute(
             insert(webhook_deliveries)
-            .values(
-                source=source,
-                body=body.decode("utf-8", errors="replace"),
-                received_at=now or datetime.now(UTC),
-                attempts=0,
-            )
+            .values(_row(source, body, now or datetime.now(UTC)))
             .returning(webhook_deliveries.c.id)
         )
         return int(result.scalar_one())
+
+
+def _row(source: str, body: bytes, received_at: datetime) -> dict[str, Any]:
+    return {
+        "source": source,
+        "body": body.decode("utf-8", errors="replace"),
+        "received_at": received_at,
+        "attempts": 0,
+    }
 
 
 class GroupWriter:
@@ -97,15 +102,7 @@ class GroupWriter:
                 with self.store.engine.begin() as conn:
                     conn.execute(
                         insert(webhook_deliveries),
-                        [
-                            {
-                                "source": source,
-                                "body": body.decode("utf-8", errors="replace"),
-                                "received_at": at,
-                                "attempts": 0,
-                            }
-                            for source, body, at, _ in batch
-                        ],
+                        [_row(source, body, at) for source, body, at, _ in batch],
                     )
             except Exception as exc:  # every request of the batch answers 500; Meta retries
                 for *_, done in batch:
@@ -122,8 +119,9 @@ _WRITERS_LOCK = threading.Lock()
 def writer(store: Store) -> GroupWriter:
     """The store's one GroupWriter (made on first use, kept for the process)."""
     with _WRITERS_LOCK:
+        # The writer holds its store, so the id cannot be reused while the entry lives.
         found = _WRITERS.get(id(store))
-        if found is None or found.store is not store:
+        if found is None:
             found = _WRITERS[id(store)] = GroupWriter(store)
         return found
 

@@ -275,20 +275,24 @@ def quarantine_list(store: Store, include_resolved: bool = False) -> list[dict[s
         ]
 
 
+def by_status(conn: Connection) -> dict[int, int]:
+    """Live contacts per status id."""
+    rows = conn.execute(
+        select(contacts.c.status, func.count())
+        .where(contacts.c.merged_into.is_(None))
+        .group_by(contacts.c.status)
+    ).all()
+    return {int(k): int(v) for k, v in rows}
+
+
 def counts(store: Store) -> dict[str, int]:
     """Live contacts by status name, plus open quarantine."""
     with store.reader.connect() as conn:
-        by_status: dict[int, int] = dict(
-            conn.execute(
-                select(contacts.c.status, func.count())
-                .where(contacts.c.merged_into.is_(None))
-                .group_by(contacts.c.status)
-            ).all()
-        )
+        held = by_status(conn)
         open_q = conn.execute(
             select(func.count()).select_from(quarantine).where(quarantine.c.resolved_at.is_(None))
         ).scalar_one()
-    out = {store.catalogue.name(k): int(v) for k, v in sorted(by_status.items())}
+    out = {store.catalogue.name(k): v for k, v in sorted(held.items())}
     out["quarantine"] = int(open_q)
     return out
 
@@ -299,12 +303,7 @@ def unlisted_statuses(store: Store) -> dict[int, int]:
     they keep the id until the admin says what it is."""
     known = {s.id for s in store.catalogue} | set(store.catalogue.deleted)
     with store.reader.connect() as conn:
-        rows = conn.execute(
-            select(contacts.c.status, func.count())
-            .where(contacts.c.merged_into.is_(None), contacts.c.status.not_in(sorted(known)))
-            .group_by(contacts.c.status)
-        ).all()
-    return {int(k): int(v) for k, v in rows}
+        return {i: n for i, n in by_status(conn).items() if i not in known}
 
 
 def unlisted_advice(found: dict[int, int]) -> str:
