@@ -309,9 +309,11 @@ class HttpClient:
         except requests.Timeout as exc:
             self._count("timeout")
             raise TransientError(f"{self.adapter}: {method} {path} timed out") from exc
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            # ChunkedEncodingError: the connection died mid-answer (the request may have
+            # been handled; retries rely on the calls being idempotent, as upserts are).
             self._count("connection")
-            raise TransientError(f"{self.adapter}: {method} {path}: cannot connect") from exc
+            raise TransientError(f"{self.adapter}: {method} {path}: connection lost") from exc
         if self.on_response is not None:
             self.on_response(response)
         action = self.table.classify(response)
