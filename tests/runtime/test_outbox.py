@@ -376,3 +376,43 @@ def test_no_lock_is_held_while_a_destination_is_called(store: Store) -> None:
     assert outbox.depth(store) == {
         "audit": {"pending": 1, "oldest_age": pytest.approx(0, abs=60), "failed": 0}
     }
+
+
+def test_migration_0007_turns_failed_rows_into_dead_letters(store_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import column
+    from sqlalchemy import table as sql_table
+
+    from connector.store.engine import _alembic, make_engine
+    from connector.store.tables import Json, UTCDateTime
+
+    first = sql_table(  # the outbox as revision 0002 made it
+        "outbox",
+        *(column(name) for name in ("destination", "kind", "key", "attempts", "last_error")),
+        column("payload", Json),
+        column("created_at", UTCDateTime()),
+        column("available_at", UTCDateTime()),
+    )
+    open_store(store_url, Catalogue.default(), upgrade=True).close()
+    engine = make_engine(store_url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        command.downgrade(_alembic(conn), "0007-1")  # the revision before 0007
+        row = {"destination": "crm", "kind": "s", "payload": {}, "created_at": now}
+        conn.execute(
+            insert(first),
+            [
+                {**row, "key": "a", "attempts": 3, "last_error": "failed: no such contact",
+                 "available_at": datetime(9999, 1, 1, tzinfo=UTC)},
+                {**row, "key": "b", "attempts": 0, "last_error": None, "available_at": now},
+            ],
+        )  # fmt: skip
+        command.upgrade(_alembic(conn), "head")
+    engine.dispose()
+    store = open_store(store_url, Catalogue.default())
+    got = {str(r["key"]): r for r in rows(store)}
+    assert got["a"]["dead_at"] is not None and got["a"]["last_error"] == "failed: no such contact"
+    assert got["b"]["dead_at"] is None and got["b"]["delivered_at"] is None
+    assert outbox.depth(store)["crm"]["pending"] == 1
+    assert outbox.depth(store)["crm"]["failed"] == 1
+    store.close()

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import and_, exists, or_
 
 from connector.store.tables import UTCDateTime
 
@@ -33,6 +34,9 @@ depends_on: str | Sequence[str] | None = None
 TS = UTCDateTime()
 _PENDING = sa.text("delivered_at IS NULL AND dead_at IS NULL")
 _FAILED_AT = datetime(9999, 1, 1, tzinfo=UTC)
+# What the first version wrote for a failed row was 9999-01-01; compare with a margin
+# (SQLite compares the stored text, with or without its microseconds).
+_FAILED_SINCE = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _pending_index(name: str, columns: list[str], unique: bool = False) -> None:
@@ -59,7 +63,7 @@ def upgrade() -> None:
     )
     op.get_bind().execute(
         outbox.update()
-        .where(outbox.c.delivered_at.is_(None), outbox.c.available_at >= _FAILED_AT)
+        .where(outbox.c.delivered_at.is_(None), outbox.c.available_at >= _FAILED_SINCE)
         .values(dead_at=datetime.now(UTC), available_at=outbox.c.created_at)
     )
     _pending_index("uq_outbox_pending_key", ["destination", "key"], unique=True)
@@ -81,14 +85,23 @@ def downgrade() -> None:
         sa.column("dead_at", TS),
     )
     bind = op.get_bind()
-    # The first version kept one row per (destination, key): keep the newest, drop the
-    # older delivered or dead ones (their effects are done or were given up on).
-    newest = (
-        sa.select(sa.func.max(outbox.c.id))
-        .group_by(outbox.c.destination, outbox.c.key)
-        .scalar_subquery()
+    # The first version kept one row per (destination, key): a pending row stays, and
+    # of the delivered or dead ones only the newest is kept when no row is pending.
+    other = outbox.alias("other")
+    same_key = and_(other.c.destination == outbox.c.destination, other.c.key == outbox.c.key)
+    done = or_(outbox.c.delivered_at.is_not(None), outbox.c.dead_at.is_not(None))
+    bind.execute(
+        outbox.delete().where(
+            done,
+            exists().where(
+                same_key,
+                or_(
+                    and_(other.c.delivered_at.is_(None), other.c.dead_at.is_(None)),
+                    other.c.id > outbox.c.id,
+                ),
+            ),
+        )
     )
-    bind.execute(outbox.delete().where(outbox.c.id.not_in(newest)))
     bind.execute(
         outbox.update()
         .where(outbox.c.delivered_at.is_(None), outbox.c.dead_at.is_not(None))
