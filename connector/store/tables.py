@@ -249,6 +249,7 @@ webhook_deliveries = Table(
 # pending until delivered_at or dead_at is set; dead letters keep their last_error until
 # a person retries or dismisses them (0007).
 _PENDING = text("delivered_at IS NULL AND dead_at IS NULL")
+_LEASED = text("delivered_at IS NULL AND dead_at IS NULL AND claimed_until IS NOT NULL")
 outbox = Table(
     "outbox",
     metadata,
@@ -286,6 +287,15 @@ outbox = Table(
         "id",
         sqlite_where=_PENDING,
         postgresql_where=_PENDING,
+    ),
+    # Rows under a lease (in flight, or left by a claimer that died): few, and probed on
+    # every claim for attempts that left no result.
+    Index(
+        "ix_outbox_leased_id",
+        "destination",
+        "id",
+        sqlite_where=_LEASED,
+        postgresql_where=_LEASED,
     ),
     Index(
         "ix_outbox_pending_contact",

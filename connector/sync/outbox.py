@@ -75,6 +75,8 @@ STATES: tuple[State, ...] = ("pending", "failed", "delivered", "dismissed")
 
 _t = outbox
 _PENDING = and_(_t.c.delivered_at.is_(None), _t.c.dead_at.is_(None))
+# Pending rows under a lease (live or run out): the predicate of their partial index.
+_LEASED = and_(_PENDING, _t.c.claimed_until.is_not(None))
 
 
 def backoff(
@@ -179,7 +181,7 @@ def _bury_abandoned(
     abandoned = conn.execute(
         select(_t.c.id, _t.c.attempts, _t.c.claimed_by, _t.c.last_error).where(
             _t.c.destination == destination,
-            _PENDING,
+            _LEASED,
             _t.c.claimed_until < now,
             _t.c.attempts >= settings.max_attempts,
         )
@@ -203,7 +205,7 @@ def _bury_abandoned(
     return len(abandoned)
 
 
-def _claimable(destination: str, now: datetime, limit: int, postgres: bool) -> Any:
+def _claimable(destination: str, now: datetime, limit: int, postgres: bool, abandoned: bool) -> Any:
     earlier = outbox.alias("earlier")
     blocked = exists().where(
         earlier.c.destination == _t.c.destination,
@@ -212,13 +214,18 @@ def _claimable(destination: str, now: datetime, limit: int, postgres: bool) -> A
         earlier.c.delivered_at.is_(None),
         earlier.c.dead_at.is_(None),
     )
+    due = (
+        # Only leases that ran out, through the small index of leased rows.
+        and_(_LEASED, _t.c.claimed_until < now)
+        if abandoned
+        else and_(_PENDING, or_(_t.c.claimed_until.is_(None), _t.c.claimed_until < now))
+    )
     query = (
         select(_t.c.id)
         .where(
             _t.c.destination == destination,
-            _PENDING,
+            due,
             _t.c.available_at <= now,
-            or_(_t.c.claimed_until.is_(None), _t.c.claimed_until < now),
             or_(_t.c.contact_id.is_(None), ~blocked),
         )
         .order_by(_t.c.id)
@@ -239,39 +246,42 @@ def claim(
     now: datetime | None = None,
 ) -> Claim:
     """Lease up to `settings.batch` due rows of `destination` (oldest first, at most one
-    per contact) and count their attempt, in one short transaction."""
+    per contact) and count their attempt, in one short transaction.
+
+    A row whose earlier attempt left no result (its claimer died) is claimed alone,
+    before anything else: if it is what kills the process, it takes no batch companions
+    with it (their attempts would run out too), and it reaches its dead letter in
+    max_attempts claims."""
     now = now or datetime.now(UTC)
     # Each claim is its own owner, so two claimers in one process never record each
     # other's rows.
     owner = f"{replica}/{uuid.uuid4().hex[:8]}"[:128]
     until = now + timedelta(seconds=settings.lease_seconds)
+    postgres = store.dialect == "postgresql"
+    # A lease that ran out means an attempt that never reported: say so in the row.
+    unfinished = (
+        literal("attempt ")
+        + cast(_t.c.attempts, String)
+        + literal(" left no result (claimed by ")
+        + func.coalesce(_t.c.claimed_by, "?")
+        + literal(")")
+    )
+    lease = {
+        "claimed_until": until,
+        "claimed_by": owner,
+        "attempts": _t.c.attempts + 1,
+        "last_error": case((_t.c.claimed_until.is_not(None), unfinished), else_=_t.c.last_error),
+    }
     with store.engine.begin() as conn:
         _bury_abandoned(conn, destination, settings, now)
-        # A lease that ran out means an attempt that never reported: say so in the row.
-        unfinished = (
-            literal("attempt ")
-            + cast(_t.c.attempts, String)
-            + literal(" left no result (claimed by ")
-            + func.coalesce(_t.c.claimed_by, "?")
-            + literal(")")
-        )
-        found = conn.execute(
-            update(_t)
-            .where(
-                _t.c.id.in_(
-                    _claimable(destination, now, settings.batch, store.dialect == "postgresql")
-                )
-            )
-            .values(
-                claimed_until=until,
-                claimed_by=owner,
-                attempts=_t.c.attempts + 1,
-                last_error=case(
-                    (_t.c.claimed_until.is_not(None), unfinished), else_=_t.c.last_error
-                ),
-            )
-            .returning(*_t.c)
-        ).all()
+        found: Sequence[Any] = ()
+        for abandoned, limit in ((True, 1), (False, settings.batch)):
+            candidates = _claimable(destination, now, limit, postgres, abandoned)
+            found = conn.execute(
+                update(_t).where(_t.c.id.in_(candidates)).values(**lease).returning(*_t.c)
+            ).all()
+            if found:
+                break
     rows = sorted((_row(r) for r in found), key=lambda r: r.id)  # RETURNING has no order
     return Claim(owner, until, rows)
 

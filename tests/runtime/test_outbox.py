@@ -241,22 +241,27 @@ def test_an_expired_lease_is_claimed_again_with_its_attempt_counted(store: Store
 
 def test_a_row_whose_delivery_never_reports_ends_dead(store: Store) -> None:
     """A row that kills its claimer every time: attempts are counted at the claim, so
-    after max_attempts abandoned leases it is a dead letter, not claimed again."""
-    fill(store, 2)
+    after max_attempts abandoned leases it is a dead letter, not claimed again; and a
+    row left without a result is claimed alone, so its batch companions are delivered
+    instead of dying with it."""
+    fill(store, 3)  # k1 is the poison
     settings = OutboxConfig(max_attempts=3, lease_seconds=1)
-    now = datetime.now(UTC)
-    for n in range(3):
-        taken = outbox.claim(store, "crm", settings, now=now + timedelta(seconds=2 * n))
-        assert {r.key: r.attempts for r in taken.rows} == {"k0": 1, "k1": n + 1}
-        # k1 never reports (its claimer is killed); k0 is delivered.
-        k0 = next(r for r in taken.rows if r.key == "k0")
-        stats = outbox.record(store, outbox.Claim(taken.owner, taken.until, [k0]), [Delivered()])
-        assert stats.delivered == 1
-        with store.engine.begin() as conn:  # row 0 is re-enqueued as a new effect
-            outbox.enqueue(conn, "crm", "status", "k0", None, {"i": 0})
-    taken = outbox.claim(store, "crm", settings, now=now + timedelta(seconds=10))
-    assert all(r.key == "k0" for r in taken.rows)
-    poison = next(r for r in rows(store) if r["key"] == "k1")
+    t0 = datetime.now(UTC)
+
+    def claim(seconds: float) -> outbox.Claim:
+        return outbox.claim(store, "crm", settings, now=t0 + timedelta(seconds=seconds))
+
+    assert [r.attempts for r in claim(0).rows] == [1, 1, 1]  # then the process dies
+    for key in ("k0", "k1", "k2"):
+        taken = claim(2)
+        assert [(r.key, r.attempts) for r in taken.rows] == [(key, 2)]
+        if key != "k1":
+            outbox.record(store, taken, [Delivered()])
+    assert [(r.key, r.attempts) for r in claim(4).rows] == [("k1", 3)]  # dies again
+    assert claim(6).rows == []
+    got = {str(r["key"]): r for r in rows(store)}
+    assert got["k0"]["delivered_at"] and got["k2"]["delivered_at"]
+    poison = got["k1"]
     assert poison["dead_at"] is not None and poison["attempts"] == 3
     assert str(poison["last_error"]).startswith("attempt 3 of 3 left no result")
     assert "attempt 2 left no result" in str(poison["last_error"])  # the one before

@@ -7,8 +7,8 @@
   retries or dismisses it.
 - (destination, key) is unique only among pending rows (a partial unique index on both
   stores), so an effect delivered once can be enqueued again.
-- Partial indexes on pending rows for the claim (due rows by id, and the per-contact
-  order check).
+- Partial indexes on pending rows for the claim (due rows by id, the per-contact order
+  check) and on leased rows (the probe for attempts that left no result).
 
 Revision ID: 0007
 Revises: 0003
@@ -33,15 +33,18 @@ depends_on: str | Sequence[str] | None = None
 
 TS = UTCDateTime()
 _PENDING = sa.text("delivered_at IS NULL AND dead_at IS NULL")
+_LEASED = sa.text("delivered_at IS NULL AND dead_at IS NULL AND claimed_until IS NOT NULL")
 _FAILED_AT = datetime(9999, 1, 1, tzinfo=UTC)
 # What the first version wrote for a failed row was 9999-01-01; compare with a margin
 # (SQLite compares the stored text, with or without its microseconds).
 _FAILED_SINCE = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def _pending_index(name: str, columns: list[str], unique: bool = False) -> None:
+def _pending_index(
+    name: str, columns: list[str], unique: bool = False, where: sa.TextClause = _PENDING
+) -> None:
     op.create_index(
-        name, "outbox", columns, unique=unique, sqlite_where=_PENDING, postgresql_where=_PENDING
+        name, "outbox", columns, unique=unique, sqlite_where=where, postgresql_where=where
     )
 
 
@@ -69,9 +72,11 @@ def upgrade() -> None:
     _pending_index("uq_outbox_pending_key", ["destination", "key"], unique=True)
     _pending_index("ix_outbox_pending_id", ["destination", "id"])
     _pending_index("ix_outbox_pending_contact", ["destination", "contact_id", "id"])
+    _pending_index("ix_outbox_leased_id", ["destination", "id"], where=_LEASED)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_leased_id", table_name="outbox")
     op.drop_index("ix_outbox_pending_contact", table_name="outbox")
     op.drop_index("ix_outbox_pending_id", table_name="outbox")
     op.drop_index("uq_outbox_pending_key", table_name="outbox")
