@@ -128,6 +128,33 @@ class JobSchedule(BaseModel):
         return self
 
 
+class OutboxConfig(BaseModel):
+    """How the outbox delivers effects to connected systems (connector.sync.outbox)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(
+        12,
+        ge=1,
+        description="Attempts before a row becomes a dead letter (`leadsync outbox list "
+        "--state failed`). Counted when a row is claimed, so a row whose delivery kills "
+        "the process also ends here. With the default backoff, 12 attempts span about "
+        "2.5-5 hours of a destination being down.",
+    )
+    lease_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long a claimed row is reserved for the replica delivering it; "
+        "after that (the replica died) another one delivers it again. Longer than any "
+        "one delivery call takes.",
+    )
+    backoff_base: float = Field(
+        30.0, gt=0, description="Seconds before the second attempt; doubled each time."
+    )
+    backoff_cap: float = Field(3600.0, gt=0, description="Longest wait between attempts.")
+    batch: int = Field(100, ge=1, le=10000, description="Rows handed to a destination at once.")
+
+
 class LeadsyncConfig(BaseModel):
     """The whole leadsync.yaml. Installed adapters add their own sections (see
     `config_model`)."""
@@ -147,6 +174,9 @@ class LeadsyncConfig(BaseModel):
 
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="The daemon's HTTP server."
+    )
+    outbox: OutboxConfig = Field(
+        default_factory=OutboxConfig, description="Delivery of outbound effects."
     )
     schedules: dict[str, JobSchedule] = Field(
         default_factory=dict,

@@ -226,11 +226,15 @@ class Daemon(Runtime):
             def deliver(runtime: Runtime) -> dict[str, int]:
                 from connector.sync import outbox
 
-                stats = outbox.deliver(runtime.store, targets, runtime.stopping)
+                settings = getattr(runtime.config, "outbox", None) or outbox.DEFAULTS
+                stats = outbox.deliver(
+                    runtime.store, targets, runtime.stopping, settings, runtime.replica
+                )
                 return {
                     "delivered": stats.delivered,
                     "retried": stats.retried,
                     "failed": stats.failed,
+                    "stale": stats.stale,
                 }
 
             found.append(Job(id=OUTBOX_JOB, run=deliver, every=OUTBOX_EVERY, jitter=1.0))

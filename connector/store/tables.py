@@ -244,8 +244,12 @@ webhook_deliveries = Table(
 )
 
 # Every outbound effect (a status push, an audience change, a conversion event), written
-# in the same transaction as the change that causes it and delivered by the outbox job.
-# (destination, key) is unique so the same effect enqueued twice is one row.
+# in the same transaction as the change that causes it (connector.sync.outbox.enqueue)
+# and delivered by the outbox job under a lease (claimed_until, claimed_by). A row is
+# pending until delivered_at or dead_at is set; dead letters keep their last_error until
+# a person retries or dismisses them (0007).
+_PENDING = text("delivered_at IS NULL AND dead_at IS NULL")
+_LEASED = text("delivered_at IS NULL AND dead_at IS NULL AND claimed_until IS NOT NULL")
 outbox = Table(
     "outbox",
     metadata,
@@ -258,8 +262,47 @@ outbox = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("available_at", UTCDateTime(), nullable=False),
     Column("attempts", Integer, nullable=False),
+    Column("claimed_until", UTCDateTime()),
+    Column("claimed_by", String(128)),
     Column("last_error", Text),
     Column("delivered_at", UTCDateTime()),
-    UniqueConstraint("destination", "key"),
-    Index(None, "delivered_at", "available_at"),
+    Column("dead_at", UTCDateTime()),
+    Column("dismissed_at", UTCDateTime()),
+    # One undelivered row per effect: the same (destination, key) enqueued again while
+    # one waits is that one; once it is delivered (or dead) a new one may be written
+    # (Won -> Lost -> Won pushes Won twice).
+    Index(
+        "uq_outbox_pending_key",
+        "destination",
+        "key",
+        unique=True,
+        sqlite_where=_PENDING,
+        postgresql_where=_PENDING,
+    ),
+    # The claim: due rows of a destination in id order, and for each the check that no
+    # earlier row of its contact still waits (per-contact order).
+    Index(
+        "ix_outbox_pending_id",
+        "destination",
+        "id",
+        sqlite_where=_PENDING,
+        postgresql_where=_PENDING,
+    ),
+    # Rows under a lease (in flight, or left by a claimer that died): few, and probed on
+    # every claim for attempts that left no result.
+    Index(
+        "ix_outbox_leased_id",
+        "destination",
+        "id",
+        sqlite_where=_LEASED,
+        postgresql_where=_LEASED,
+    ),
+    Index(
+        "ix_outbox_pending_contact",
+        "destination",
+        "contact_id",
+        "id",
+        sqlite_where=_PENDING,
+        postgresql_where=_PENDING,
+    ),
 )

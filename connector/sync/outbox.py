@@ -1,32 +1,67 @@
-"""The outbox: outbound effects written with the change that causes them, delivered later.
+"""The outbox: every outbound effect is written with the change that causes it, and
+delivered later, at least once, in order per (destination, contact).
 
-`enqueue` runs in the caller's transaction, so a status change and the push it causes
-commit together or not at all; the same (destination, key) enqueued twice is one row.
-The core job `outbox.deliver` claims due rows, hands them to the plugin's `Destination`
-in batches and records each result: delivered_at, or attempts/last_error with an
-exponential, capped backoff, or a permanent failure.
+Writing: `enqueue(conn, destination, kind, key, contact_id, payload)` inside the
+caller's transaction is THE way any code (the change feed, the status engine, an
+import) produces an outbound effect; the change and its effect commit together or not
+at all. `key` names the effect: the same (destination, key) enqueued again while an
+earlier row for it is still undelivered is that row (a retried transaction, a replayed
+event); once that row is delivered, the same key is a new effect (Won -> Lost -> Won
+pushes Won twice). So a key must name one occurrence (e.g. a status-history id), not
+only a value.
 
-Claims: on PostgreSQL the batch is selected `FOR UPDATE SKIP LOCKED` and the row locks
-are held while the destination is called, so concurrent replicas take disjoint batches
-and a row is never delivered twice by two of them; a replica that dies mid-batch rolls
-back and the rows are due again. On SQLite (one process) a short transaction pushes the
-rows' available_at forward by a lease and commits before the network call: SQLite's one
-write lock is never held across one.
+Delivering (the daemon's `outbox.deliver` job, on any replica, both stores):
+1. claim: one short transaction sets a lease (`claimed_until`, `claimed_by`) on up to
+   `batch` due rows and counts the attempt, then commits;
+2. the `Destination` is called with no transaction open and no row locked;
+3. record: another short transaction writes each row's result, only if the lease is
+   still this claim's (a claimer whose lease ran out and was taken over changes
+   nothing, except that a delivery it made is recorded as delivered).
+A replica that dies between 1 and 3 leaves the lease to run out; the row is claimed
+again by anyone, with its attempt already counted. A row whose last allowed attempt
+never reported back becomes a dead letter at its next claim, so a row that kills the
+process ends dead instead of killing every replica forever.
 
-A permanently failed row keeps delivered_at NULL, has available_at set to FAILED_AT (far
-future) and last_error starting with "failed: "; `leadsync status` counts them apart.
+Order: a row is claimed only when no earlier row (lower id) for the same destination
+and contact is still pending (waiting, backing off or leased); dead letters do not
+block. One claim therefore takes at most one row per contact, and a destination sees a
+contact's effects one after another. On PostgreSQL the candidates are locked `FOR
+UPDATE SKIP LOCKED` so concurrent claimers skip each other's rows; the order check reads
+the statement's snapshot, in which an earlier row can only look *more* pending than it
+is (rows go from pending to delivered or dead, never back, except by `retry`), so two
+claimers never hold rows 1 and 2 of one contact at once. Ids follow commit order for one
+contact because writers of a contact serialise on its row: enqueue after the write.
+
+States: pending (delivered_at and dead_at NULL), delivered, failed (a dead letter:
+`Failed` from the destination, or attempts exhausted; keeps the last error), dismissed
+(a dead letter or pending row a person set aside). `leadsync outbox list|retry|dismiss`.
 """
 
 from __future__ import annotations
 
+import random
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import structlog
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 
+from connector.config import OutboxConfig
 from connector.logs import describe
 from connector.ports import Delivered, DeliveryResult, Destination, Failed, OutboxRow, Retry
 from connector.store import Store
@@ -34,16 +69,28 @@ from connector.store.tables import outbox
 
 log = structlog.get_logger("leadsync.outbox")
 
-LEASE = timedelta(seconds=300)
-BACKOFF_BASE = 30.0
-BACKOFF_CAP = 3600.0
-BATCH = 100
-FAILED_AT = datetime(9999, 1, 1, tzinfo=UTC)
+DEFAULTS = OutboxConfig()
+State = Literal["pending", "failed", "delivered", "dismissed"]
+STATES: tuple[State, ...] = ("pending", "failed", "delivered", "dismissed")
+
+_t = outbox
+_PENDING = and_(_t.c.delivered_at.is_(None), _t.c.dead_at.is_(None))
+# Pending rows under a lease (live or run out): the predicate of their partial index.
+_LEASED = and_(_PENDING, _t.c.claimed_until.is_not(None))
 
 
-def backoff(attempts: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
-    """Seconds before the next attempt after `attempts` failed ones: 30, 60, 120 … 3600."""
+def backoff(
+    attempts: int, base: float = DEFAULTS.backoff_base, cap: float = DEFAULTS.backoff_cap
+) -> float:
+    """The longest wait after `attempts` failed attempts: 30, 60, 120 … 3600 seconds."""
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+def jittered(attempts: int, settings: OutboxConfig = DEFAULTS) -> float:
+    """The wait actually used: between half and all of `backoff` ("equal jitter"), so
+    rows that failed together (a destination outage) do not all come back together."""
+    ceiling = backoff(attempts, settings.backoff_base, settings.backoff_cap)
+    return random.uniform(ceiling / 2, ceiling)
 
 
 def enqueue(
@@ -51,12 +98,14 @@ def enqueue(
     destination: str,
     kind: str,
     key: str,
+    contact_id: int | None,
     payload: Any,
-    contact_id: int | None = None,
     now: datetime | None = None,
 ) -> bool:
-    """Add an effect in the caller's transaction; False if (destination, key) is already
-    there (the first one stands)."""
+    """Write an outbound effect in the caller's transaction (the only way effects are
+    written). `key` names this occurrence of the effect; `contact_id` orders it after
+    the contact's earlier effects for `destination` (None: unordered). False if an
+    undelivered row already has (destination, key): that row is this effect."""
     now = now or datetime.now(UTC)
     values = {
         "destination": destination,
@@ -71,50 +120,38 @@ def enqueue(
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = (
-            pg_insert(outbox)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["destination", "key"])
-        )
+        stmt: Any = pg_insert(_t)
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = (
-            sqlite_insert(outbox)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["destination", "key"])
-        )
+        stmt = sqlite_insert(_t)
+    # The conflict target is the partial unique index: only pending rows collide.
+    stmt = stmt.values(**values).on_conflict_do_nothing(
+        index_elements=["destination", "key"], index_where=_PENDING
+    )
     # rowcount is -1 on PostgreSQL with the implicit RETURNING; ask for the id instead.
-    return conn.execute(stmt.returning(outbox.c.id)).first() is not None
+    return conn.execute(stmt.returning(_t.c.id)).first() is not None
 
 
 @dataclass(slots=True)
 class DeliveryStats:
+    """What deliveries did: counts only (never anything personal)."""
+
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+    """Rows that became dead letters (Failed, or attempts exhausted)."""
+    stale: int = 0
+    """Results not recorded: the lease had been taken over by another claimer."""
 
     def add(self, other: DeliveryStats) -> None:
         self.delivered += other.delivered
         self.retried += other.retried
         self.failed += other.failed
+        self.stale += other.stale
 
 
-def _due(destination: str, now: datetime, limit: int) -> Any:
-    t = outbox
-    return (
-        select(t)
-        .where(
-            t.c.destination == destination,
-            t.c.delivered_at.is_(None),
-            t.c.available_at <= now,
-        )
-        .order_by(t.c.id)
-        .limit(limit)
-    )
-
-
-def _row(r: Any, attempts: int) -> OutboxRow:
+def _row(r: Any) -> OutboxRow:
     return OutboxRow(
         id=r.id,
         destination=r.destination,
@@ -122,9 +159,131 @@ def _row(r: Any, attempts: int) -> OutboxRow:
         key=r.key,
         payload=r.payload,
         contact_id=r.contact_id,
-        attempts=attempts,
+        attempts=r.attempts,
         created_at=r.created_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Rows leased to one claimer (`owner`) until `until`."""
+
+    owner: str
+    until: datetime
+    rows: list[OutboxRow] = field(default_factory=list)
+
+
+def _bury_abandoned(
+    conn: Connection, destination: str, settings: OutboxConfig, now: datetime
+) -> int:
+    """Rows whose last allowed attempt left no result (its claimer died, or took longer
+    than the lease) become dead letters instead of being claimed again."""
+    abandoned = conn.execute(
+        select(_t.c.id, _t.c.attempts, _t.c.claimed_by, _t.c.last_error).where(
+            _t.c.destination == destination,
+            _LEASED,
+            _t.c.claimed_until < now,
+            _t.c.attempts >= settings.max_attempts,
+        )
+    ).all()
+    for r in abandoned:
+        before = f"; before: {r.last_error}" if r.last_error else ""
+        conn.execute(
+            update(_t)
+            .where(_t.c.id == r.id, _PENDING)
+            .values(
+                dead_at=now,
+                claimed_until=None,
+                claimed_by=None,
+                last_error=f"attempt {r.attempts} of {settings.max_attempts} left no result "
+                f"(claimed by {r.claimed_by}: the process stopped or overran its lease)"
+                f"{before}"[:2000],
+            )
+        )
+    if abandoned:
+        log.warning("outbox.abandoned_dead", destination=destination, rows=len(abandoned))
+    return len(abandoned)
+
+
+def _claimable(destination: str, now: datetime, limit: int, postgres: bool, abandoned: bool) -> Any:
+    earlier = outbox.alias("earlier")
+    blocked = exists().where(
+        earlier.c.destination == _t.c.destination,
+        earlier.c.contact_id == _t.c.contact_id,
+        earlier.c.id < _t.c.id,
+        earlier.c.delivered_at.is_(None),
+        earlier.c.dead_at.is_(None),
+    )
+    due = (
+        # Only leases that ran out, through the small index of leased rows.
+        and_(_LEASED, _t.c.claimed_until < now)
+        if abandoned
+        else and_(_PENDING, or_(_t.c.claimed_until.is_(None), _t.c.claimed_until < now))
+    )
+    query = (
+        select(_t.c.id)
+        .where(
+            _t.c.destination == destination,
+            due,
+            _t.c.available_at <= now,
+            or_(_t.c.contact_id.is_(None), ~blocked),
+        )
+        .order_by(_t.c.id)
+        .limit(limit)
+    )
+    if postgres:
+        # Lock the candidates only (not the rows the order check reads): concurrent
+        # claimers skip each other's candidates instead of waiting for them.
+        query = query.with_for_update(skip_locked=True, of=_t)
+    return query.scalar_subquery()
+
+
+def claim(
+    store: Store,
+    destination: str,
+    settings: OutboxConfig = DEFAULTS,
+    replica: str = "local",
+    now: datetime | None = None,
+) -> Claim:
+    """Lease up to `settings.batch` due rows of `destination` (oldest first, at most one
+    per contact) and count their attempt, in one short transaction.
+
+    A row whose earlier attempt left no result (its claimer died) is claimed alone,
+    before anything else: if it is what kills the process, it takes no batch companions
+    with it (their attempts would run out too), and it reaches its dead letter in
+    max_attempts claims."""
+    now = now or datetime.now(UTC)
+    # Each claim is its own owner, so two claimers in one process never record each
+    # other's rows.
+    owner = f"{replica}/{uuid.uuid4().hex[:8]}"[:128]
+    until = now + timedelta(seconds=settings.lease_seconds)
+    postgres = store.dialect == "postgresql"
+    # A lease that ran out means an attempt that never reported: say so in the row.
+    unfinished = (
+        literal("attempt ")
+        + cast(_t.c.attempts, String)
+        + literal(" left no result (claimed by ")
+        + func.coalesce(_t.c.claimed_by, "?")
+        + literal(")")
+    )
+    lease = {
+        "claimed_until": until,
+        "claimed_by": owner,
+        "attempts": _t.c.attempts + 1,
+        "last_error": case((_t.c.claimed_until.is_not(None), unfinished), else_=_t.c.last_error),
+    }
+    with store.engine.begin() as conn:
+        _bury_abandoned(conn, destination, settings, now)
+        found: Sequence[Any] = ()
+        for abandoned, limit in ((True, 1), (False, settings.batch)):
+            candidates = _claimable(destination, now, limit, postgres, abandoned)
+            found = conn.execute(
+                update(_t).where(_t.c.id.in_(candidates)).values(**lease).returning(*_t.c)
+            ).all()
+            if found:
+                break
+    rows = sorted((_row(r) for r in found), key=lambda r: r.id)  # RETURNING has no order
+    return Claim(owner, until, rows)
 
 
 def _call(target: Destination, rows: Sequence[OutboxRow]) -> list[DeliveryResult]:
@@ -139,72 +298,98 @@ def _call(target: Destination, rows: Sequence[OutboxRow]) -> list[DeliveryResult
     return results
 
 
-def _record(
-    conn: Connection, rows: Sequence[OutboxRow], results: Iterable[DeliveryResult], now: datetime
+def record(
+    store: Store,
+    taken: Claim,
+    results: Iterable[DeliveryResult],
+    settings: OutboxConfig = DEFAULTS,
+    now: datetime | None = None,
 ) -> DeliveryStats:
+    """Write each row's result in one short transaction, where the lease is still
+    `taken`'s (a delivery is recorded even when it is not: the effect is there)."""
+    now = now or datetime.now(UTC)
     stats = DeliveryStats()
-    t = outbox
-    for row, result in zip(rows, results, strict=False):
-        where = t.c.id == row.id
-        if isinstance(result, Delivered):
-            values: dict[str, Any] = {"delivered_at": now, "last_error": None}
-            stats.delivered += 1
-        elif isinstance(result, Failed):
-            values = {"available_at": FAILED_AT, "last_error": f"failed: {result.error}"}
-            stats.failed += 1
-        else:
-            wait = result.after if result.after is not None else backoff(row.attempts)
-            values = {
-                "available_at": now + timedelta(seconds=wait),
-                "last_error": result.error,
-            }
-            stats.retried += 1
-        conn.execute(update(t).where(where).values(attempts=row.attempts, **values))
+    ours = and_(_PENDING, _t.c.claimed_by == taken.owner)
+    released = {"claimed_until": None, "claimed_by": None}
+    with store.engine.begin() as conn:
+        delivered = [
+            r.id for r, res in zip(taken.rows, results, strict=False) if isinstance(res, Delivered)
+        ]
+        if delivered:
+            got = conn.execute(
+                update(_t)
+                .where(_t.c.id.in_(delivered), _PENDING)
+                .values(delivered_at=now, last_error=None, **released)
+                .returning(_t.c.id)
+            ).all()
+            stats.delivered = len(got)
+            stats.stale += len(delivered) - len(got)
+        for row, result in zip(taken.rows, results, strict=False):
+            if isinstance(result, Delivered):
+                continue
+            if isinstance(result, Failed):
+                values: dict[str, Any] = {"dead_at": now, "last_error": result.error}
+            elif row.attempts >= settings.max_attempts:
+                values = {
+                    "dead_at": now,
+                    "last_error": f"gave up after {row.attempts} attempts: {result.error}",
+                }
+            else:
+                wait = (
+                    result.after if result.after is not None else jittered(row.attempts, settings)
+                )
+                values = {
+                    "available_at": now + timedelta(seconds=wait),
+                    "last_error": result.error,
+                }
+            kept = conn.execute(
+                update(_t)
+                .where(_t.c.id == row.id, ours)
+                .values(**values, **released)
+                .returning(_t.c.id)
+            ).first()
+            if kept is None:
+                stats.stale += 1
+            elif "dead_at" in values:
+                stats.failed += 1
+            else:
+                stats.retried += 1
+    if stats.stale:
+        log.warning("outbox.stale_results", rows=stats.stale, owner=taken.owner)
     return stats
 
 
 def deliver_batch(
-    store: Store, target: Destination, limit: int = BATCH, now: datetime | None = None
+    store: Store,
+    target: Destination,
+    settings: OutboxConfig = DEFAULTS,
+    replica: str = "local",
+    now: datetime | None = None,
 ) -> tuple[int, DeliveryStats]:
-    """Claim, deliver and record one batch for `target`; returns (rows claimed, stats)."""
-    now = now or datetime.now(UTC)
-    if store.dialect == "postgresql":
-        with store.engine.begin() as conn:
-            claimed = conn.execute(
-                _due(target.name, now, limit).with_for_update(skip_locked=True)
-            ).all()
-            rows = [_row(r, r.attempts + 1) for r in claimed]
-            if not rows:
-                return 0, DeliveryStats()
-            results = _call(target, rows)
-            return len(rows), _record(conn, rows, results, datetime.now(UTC))
-    with store.engine.begin() as conn:
-        claimed = conn.execute(_due(target.name, now, limit)).all()
-        rows = [_row(r, r.attempts + 1) for r in claimed]
-        if not rows:
-            return 0, DeliveryStats()
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id.in_([r.id for r in rows]))
-            .values(available_at=now + LEASE, attempts=outbox.c.attempts + 1)
-        )
-    results = _call(target, rows)
-    with store.engine.begin() as conn:
-        return len(rows), _record(conn, rows, results, datetime.now(UTC))
+    """Claim, deliver and record one batch for `target`; (rows claimed, stats)."""
+    taken = claim(store, target.name, settings, replica, now)
+    if not taken.rows:
+        return 0, DeliveryStats()
+    results = _call(target, taken.rows)
+    if datetime.now(UTC) > taken.until:
+        # Another replica may have delivered these rows again meanwhile: raise the lease.
+        log.warning("outbox.lease_overrun", destination=target.name, rows=len(taken.rows))
+    return len(taken.rows), record(store, taken, results, settings)
 
 
 def deliver(
     store: Store,
     targets: Iterable[Destination],
     stopping: Any = None,
-    limit: int = BATCH,
+    settings: OutboxConfig = DEFAULTS,
+    replica: str = "local",
 ) -> DeliveryStats:
     """Deliver every due row of every destination, batch by batch, until none is due or
     `stopping` (a threading.Event) is set."""
     total = DeliveryStats()
     for target in targets:
         while stopping is None or not stopping.is_set():
-            claimed, stats = deliver_batch(store, target, limit)
+            claimed, stats = deliver_batch(store, target, settings, replica)
             total.add(stats)
             if claimed:
                 log.info(
@@ -214,30 +399,32 @@ def deliver(
                     retried=stats.retried,
                     failed=stats.failed,
                 )
-            if claimed < limit:
+            # A short batch is not the end: rows held back behind an earlier row of their
+            # contact are due once it is delivered. A batch that delivered nothing is
+            # (everything failed or retries later; Retry(after=0) must not spin here).
+            if not claimed or not stats.delivered:
                 break
     return total
 
 
 def depth(store: Store, now: datetime | None = None) -> dict[str, dict[str, Any]]:
-    """Per destination: rows pending (not delivered, not failed), the oldest one's age in
-    seconds, and rows failed for good."""
+    """Per destination: rows pending (waiting, backing off or leased), the oldest one's
+    age in seconds, and dead letters not dismissed (`failed`)."""
     now = now or datetime.now(UTC)
-    t = outbox
     found: dict[str, dict[str, Any]] = {}
     with store.reader.connect() as conn:
         pending = conn.execute(
-            select(t.c.destination, func.count(), func.min(t.c.created_at))
-            .where(t.c.delivered_at.is_(None), t.c.available_at < FAILED_AT)
-            .group_by(t.c.destination)
+            select(_t.c.destination, func.count(), func.min(_t.c.created_at))
+            .where(_PENDING)
+            .group_by(_t.c.destination)
         )
         for destination, count, oldest in pending:
             age = (now - oldest).total_seconds() if oldest is not None else 0.0
             found[destination] = {"pending": int(count), "oldest_age": max(0.0, age), "failed": 0}
         failed = conn.execute(
-            select(t.c.destination, func.count())
-            .where(t.c.delivered_at.is_(None), t.c.available_at >= FAILED_AT)
-            .group_by(t.c.destination)
+            select(_t.c.destination, func.count())
+            .where(_t.c.dead_at.is_not(None), _t.c.dismissed_at.is_(None))
+            .group_by(_t.c.destination)
         )
         for destination, count in failed:
             entry = found.setdefault(destination, {"pending": 0, "oldest_age": 0.0, "failed": 0})
@@ -245,4 +432,17 @@ def depth(store: Store, now: datetime | None = None) -> dict[str, dict[str, Any]
     return found
 
 
-__all__ = ["Failed", "Retry", "backoff", "deliver", "deliver_batch", "depth", "enqueue"]
+__all__ = [
+    "Claim",
+    "DeliveryStats",
+    "Failed",
+    "Retry",
+    "backoff",
+    "claim",
+    "deliver",
+    "deliver_batch",
+    "depth",
+    "enqueue",
+    "jittered",
+    "record",
+]

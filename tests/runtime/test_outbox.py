@@ -1,40 +1,60 @@
-"""The outbox on both stores: insert-if-absent, claims, results, backoff, no double delivery."""
+"""The outbox on both stores: enqueue, leases, per-contact order, attempts counted at the
+claim, backoff with jitter, dead letters, concurrent claimers."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
+from connector.config import OutboxConfig
 from connector.ports import Delivered, DeliveryResult, Failed, OutboxRow, Retry
 from connector.statuses import Catalogue
 from connector.store import Store, open_store
+from connector.store.tables import contacts as contacts_table
 from connector.store.tables import outbox as table
 from connector.sync import outbox
 
 
 class Recorder:
+    """A destination that keeps what it was given and answers `answer(row)` (default
+    Delivered). It fails the test's check if it ever holds two rows of one contact at
+    once (`overlaps`)."""
+
     def __init__(self, name: str = "crm", answer: object = None, pause: float = 0.0) -> None:
         self.name = name
         self.seen: list[OutboxRow] = []
         self.answer = answer
         self.pause = pause
+        self.in_flight: set[int] = set()
+        self.overlaps: list[int] = []
         self._mutex = threading.Lock()
 
     def deliver(self, rows: Sequence[OutboxRow]) -> Sequence[DeliveryResult]:
+        contacts = [r.contact_id for r in rows if r.contact_id is not None]
+        mine = set(contacts)
         with self._mutex:
+            # Two rows of one contact in this batch, or one held by another call.
+            self.overlaps += sorted(mine & self.in_flight)
+            self.overlaps += [c for c in mine if contacts.count(c) > 1]
+            self.in_flight |= mine
             self.seen.extend(rows)
-        if self.pause:
-            time.sleep(self.pause)
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        if callable(self.answer):
-            return [self.answer(r) for r in rows]
-        return [Delivered() for _ in rows]
+        try:
+            if self.pause:
+                time.sleep(self.pause)
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            if callable(self.answer):
+                return [self.answer(r) for r in rows]
+            return [Delivered() for _ in rows]
+        finally:
+            with self._mutex:
+                self.in_flight -= mine
 
 
 def rows(store: Store) -> list[dict[str, object]]:
@@ -42,19 +62,35 @@ def rows(store: Store) -> list[dict[str, object]]:
         return [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))]
 
 
-def fill(store: Store, n: int, destination: str = "crm") -> None:
+def people(store: Store, n: int) -> list[int]:
+    """n bare contacts (the outbox only needs their ids)."""
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        return [
+            int(
+                conn.execute(
+                    insert(contacts_table)
+                    .values(status=0, custom={}, created_at=now, updated_at=now)
+                    .returning(contacts_table.c.id)
+                ).scalar_one()
+            )
+            for _ in range(n)
+        ]
+
+
+def fill(store: Store, n: int, destination: str = "crm", contact: int | None = None) -> None:
     with store.engine.begin() as conn:
         for i in range(n):
-            outbox.enqueue(conn, destination, "status", f"k{i}", {"i": i})
+            outbox.enqueue(conn, destination, "status", f"k{i}", contact, {"i": i})
 
 
 def test_enqueue_is_insert_if_absent_in_the_callers_transaction(store: Store) -> None:
     with store.engine.begin() as conn:
-        assert outbox.enqueue(conn, "crm", "status", "c1:won", {"v": 1}) is True
-        assert outbox.enqueue(conn, "crm", "status", "c1:won", {"v": 2}) is False
-        assert outbox.enqueue(conn, "ads", "status", "c1:won", {"v": 3}) is True
+        assert outbox.enqueue(conn, "crm", "status", "c1:won", None, {"v": 1}) is True
+        assert outbox.enqueue(conn, "crm", "status", "c1:won", None, {"v": 2}) is False
+        assert outbox.enqueue(conn, "ads", "status", "c1:won", None, {"v": 3}) is True
     with pytest.raises(RuntimeError), store.engine.begin() as conn:
-        outbox.enqueue(conn, "crm", "status", "rolled-back", {})
+        outbox.enqueue(conn, "crm", "status", "rolled-back", None, {})
         raise RuntimeError("the change failed")
     got = rows(store)
     assert [(r["destination"], r["key"], r["payload"]) for r in got] == [
@@ -64,18 +100,42 @@ def test_enqueue_is_insert_if_absent_in_the_callers_transaction(store: Store) ->
     assert got[0]["attempts"] == 0 and got[0]["delivered_at"] is None
 
 
+def test_the_same_key_after_delivery_or_death_is_a_new_effect(store: Store) -> None:
+    """Won -> Lost -> Won: the second Won is pushed too (the first version dropped it)."""
+    [c] = people(store, 1)
+    with store.engine.begin() as conn:
+        outbox.enqueue(conn, "crm", "status", f"{c}:won", c, {"status": "won"})
+        outbox.enqueue(conn, "crm", "status", f"{c}:lost", c, {"status": "lost"})
+    target = Recorder()
+    assert outbox.deliver(store, [target]).delivered == 2
+    with store.engine.begin() as conn:
+        assert outbox.enqueue(conn, "crm", "status", f"{c}:won", c, {"status": "won"})
+        assert not outbox.enqueue(conn, "crm", "status", f"{c}:won", c, {"status": "won"})
+    outbox.deliver(store, [target])
+    assert [r.payload["status"] for r in target.seen] == ["won", "lost", "won"]
+    # A dead letter does not hold its key either.
+    with store.engine.begin() as conn:
+        outbox.enqueue(conn, "crm", "status", "gone", c, {})
+    outbox.deliver(store, [Recorder(answer=lambda r: Failed("contact deleted"))])
+    with store.engine.begin() as conn:
+        assert outbox.enqueue(conn, "crm", "status", "gone", c, {})
+
+
 def test_deliver_in_batches_marks_delivered(store: Store) -> None:
     fill(store, 7)
     target = Recorder()
-    stats = outbox.deliver(store, [target], limit=3)
+    stats = outbox.deliver(store, [target], settings=OutboxConfig(batch=3))
     assert stats.delivered == 7
     assert sorted(r.payload["i"] for r in target.seen) == list(range(7))
-    assert all(r["delivered_at"] is not None and r["attempts"] == 1 for r in rows(store))
+    assert [r.attempts for r in target.seen] == [1] * 7  # counted before the call
+    got = rows(store)
+    assert all(r["delivered_at"] is not None and r["attempts"] == 1 for r in got)
+    assert all(r["claimed_until"] is None and r["claimed_by"] is None for r in got)
     assert outbox.deliver(store, [target]).delivered == 0  # nothing due
     assert outbox.depth(store) == {}
 
 
-def test_retry_backs_off_and_failed_is_kept(store: Store) -> None:
+def test_retry_backs_off_with_jitter_and_failed_is_a_dead_letter(store: Store) -> None:
     fill(store, 3)
 
     def answer(row: OutboxRow) -> DeliveryResult:
@@ -83,25 +143,53 @@ def test_retry_backs_off_and_failed_is_kept(store: Store) -> None:
             row.payload["i"]
         ]
 
-    now = datetime.now(UTC)
+    before = datetime.now(UTC)
     stats = outbox.deliver(store, [Recorder(answer=answer)])
+    after = datetime.now(UTC)
     assert (stats.delivered, stats.retried, stats.failed) == (1, 1, 1)
     _, retried, failed = rows(store)
     assert retried["attempts"] == 1 and retried["last_error"] == "429 throttled"
-    assert retried["available_at"] >= now + timedelta(seconds=outbox.backoff(1) - 1)
-    assert failed["last_error"] == "failed: contact deleted"
+    assert isinstance(retried["available_at"], datetime)
+    wait = outbox.backoff(1)
+    assert before + timedelta(seconds=wait / 2) <= retried["available_at"]
+    assert retried["available_at"] <= after + timedelta(seconds=wait)
+    assert failed["dead_at"] is not None and failed["last_error"] == "contact deleted"
     depth = outbox.depth(store)
     assert depth["crm"]["pending"] == 1 and depth["crm"]["failed"] == 1
-    # not due yet; then due later, attempt two, longer wait
+    # Not due yet; due later: attempt two, and a Failed row is never claimed again.
     assert outbox.deliver(store, [Recorder(answer=answer)]).retried == 0
-    later = datetime.now(UTC) + timedelta(seconds=outbox.backoff(1) + 1)
-    outbox.deliver_batch(store, Recorder(answer=lambda r: Retry("again")), now=later)
+    later = datetime.now(UTC) + timedelta(seconds=wait + 1)
+    again = Recorder(answer=lambda r: Retry("again", after=5))
+    outbox.deliver_batch(store, again, now=later)
+    assert [r.payload["i"] for r in again.seen] == [1]
     assert rows(store)[1]["attempts"] == 2
 
 
-def test_backoff_is_exponential_and_capped() -> None:
+def test_attempts_run_out_into_a_dead_letter_that_keeps_the_error(store: Store) -> None:
+    fill(store, 1)
+    settings = OutboxConfig(max_attempts=3)
+    now = datetime.now(UTC)
+    for n in range(1, 4):
+        claimed, stats = outbox.deliver_batch(
+            store,
+            Recorder(answer=lambda r: Retry(f"503 attempt {r.attempts}", after=1)),
+            settings,
+            now=now + timedelta(seconds=10 * n),
+        )
+        assert claimed == 1
+        assert (stats.retried, stats.failed) == ((1, 0) if n < 3 else (0, 1))
+    [row] = rows(store)
+    assert row["attempts"] == 3 and row["dead_at"] is not None
+    assert row["last_error"] == "gave up after 3 attempts: 503 attempt 3"
+    assert outbox.deliver_batch(store, Recorder(), settings, now=now + timedelta(days=1))[0] == 0
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
     assert [outbox.backoff(n) for n in (1, 2, 3)] == [30, 60, 120]
-    assert outbox.backoff(50) == outbox.BACKOFF_CAP
+    assert outbox.backoff(50) == outbox.DEFAULTS.backoff_cap
+    waits = [outbox.jittered(3) for _ in range(200)]
+    assert all(60 <= w <= 120 for w in waits)
+    assert len(set(waits)) > 100  # not one value for every row that failed together
 
 
 def test_a_destination_that_raises_retries_the_batch(store: Store) -> None:
@@ -109,6 +197,118 @@ def test_a_destination_that_raises_retries_the_batch(store: Store) -> None:
     stats = outbox.deliver(store, [Recorder(answer=ConnectionError("reset"))])
     assert stats.retried == 2
     assert all(r["last_error"] == "ConnectionError: reset" for r in rows(store))
+
+
+def test_one_row_per_contact_at_a_time_in_id_order(store: Store) -> None:
+    a, b = people(store, 2)
+    with store.engine.begin() as conn:
+        for i, contact in enumerate([a, a, b, a, b, None, None]):
+            outbox.enqueue(conn, "crm", "status", f"k{i}", contact, {"i": i})
+    first = outbox.claim(store, "crm")
+    # a's first row, b's first row, and both rows without a contact (unordered).
+    assert [r.payload["i"] for r in first.rows] == [0, 2, 5, 6]
+    assert outbox.claim(store, "crm").rows == []  # the rest wait behind leased rows
+    outbox.record(store, first, [Retry("busy", after=60)] + [Delivered()] * 3)
+    # a's row 0 backs off: a's later rows still wait; b moves on.
+    assert [r.payload["i"] for r in outbox.claim(store, "crm").rows] == [4]
+    # A dead letter does not hold its contact back.
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    again = outbox.claim(store, "crm", now=later)
+    assert [r.payload["i"] for r in again.rows] == [0]
+    outbox.record(store, again, [Failed("rejected")])
+    assert [r.payload["i"] for r in outbox.claim(store, "crm", now=later).rows] == [1]
+
+
+def test_an_expired_lease_is_claimed_again_with_its_attempt_counted(store: Store) -> None:
+    fill(store, 1)
+    settings = OutboxConfig(lease_seconds=60)
+    now = datetime.now(UTC)
+    dead = outbox.claim(store, "crm", settings, replica="host:1", now=now)  # then it dies
+    assert [r.attempts for r in dead.rows] == [1]
+    assert outbox.claim(store, "crm", settings, now=now + timedelta(seconds=59)).rows == []
+    took = outbox.claim(store, "crm", settings, replica="host:2", now=now + timedelta(seconds=61))
+    assert [r.attempts for r in took.rows] == [2]
+    [row] = rows(store)
+    assert row["claimed_by"] == took.owner
+    assert row["last_error"] == f"attempt 1 left no result (claimed by {dead.owner})"
+    # The first claimer comes back late: its failure changes nothing, the lease is not
+    # its own; the second claimer's result counts.
+    assert outbox.record(store, dead, [Retry("timeout")]).stale == 1
+    assert rows(store)[0]["claimed_by"] == took.owner
+    assert outbox.record(store, took, [Delivered()]).delivered == 1
+    assert rows(store)[0]["delivered_at"] is not None
+
+
+def test_a_row_whose_delivery_never_reports_ends_dead(store: Store) -> None:
+    """A row that kills its claimer every time: attempts are counted at the claim, so
+    after max_attempts abandoned leases it is a dead letter, not claimed again; and a
+    row left without a result is claimed alone, so its batch companions are delivered
+    instead of dying with it."""
+    fill(store, 3)  # k1 is the poison
+    settings = OutboxConfig(max_attempts=3, lease_seconds=1)
+    t0 = datetime.now(UTC)
+
+    def claim(seconds: float) -> outbox.Claim:
+        return outbox.claim(store, "crm", settings, now=t0 + timedelta(seconds=seconds))
+
+    assert [r.attempts for r in claim(0).rows] == [1, 1, 1]  # then the process dies
+    for key in ("k0", "k1", "k2"):
+        taken = claim(2)
+        assert [(r.key, r.attempts) for r in taken.rows] == [(key, 2)]
+        if key != "k1":
+            outbox.record(store, taken, [Delivered()])
+    assert [(r.key, r.attempts) for r in claim(4).rows] == [("k1", 3)]  # dies again
+    assert claim(6).rows == []
+    got = {str(r["key"]): r for r in rows(store)}
+    assert got["k0"]["delivered_at"] and got["k2"]["delivered_at"]
+    poison = got["k1"]
+    assert poison["dead_at"] is not None and poison["attempts"] == 3
+    assert str(poison["last_error"]).startswith("attempt 3 of 3 left no result")
+    assert "attempt 2 left no result" in str(poison["last_error"])  # the one before
+    assert outbox.depth(store)["crm"]["failed"] == 1
+
+
+def test_concurrent_claimers_keep_each_contacts_order(store_url: str) -> None:
+    """Four claimers (threads, each with its own store: its own connections) take rows of
+    20 contacts side by side; no contact ever has two rows at the destination at once,
+    each contact's rows arrive in id order, and every row arrives exactly once."""
+    stores = [open_store(store_url, Catalogue.default(), upgrade=True) for _ in range(4)]
+    ids = people(stores[0], 20)
+    rng = random.Random(7)  # neighbours share contacts, in and across claims
+    with stores[0].engine.begin() as conn:
+        for i in range(200):
+            contact = rng.choice(ids)
+            outbox.enqueue(conn, "crm", "status", f"k{i}", contact, {"i": i})
+    target = Recorder(pause=0.005)
+    start = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def worker(store: Store) -> None:
+        try:
+            start.wait()
+            for _ in range(400):
+                claimed, _stats = outbox.deliver_batch(store, target, OutboxConfig(batch=5))
+                if not claimed and not outbox.depth(store):
+                    return
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert target.overlaps == []
+    seen = [r.id for r in target.seen]
+    assert len(seen) == len(set(seen)) == 200
+    by_contact: dict[int | None, list[int]] = {}
+    for r in target.seen:
+        by_contact.setdefault(r.contact_id, []).append(r.id)
+    assert all(got == sorted(got) for got in by_contact.values())
+    assert all(r["delivered_at"] is not None and r["attempts"] == 1 for r in rows(stores[0]))
+    for s in stores:
+        s.close()
 
 
 @pytest.mark.postgres
@@ -121,7 +321,7 @@ def test_concurrent_deliverers_never_deliver_a_row_twice(store_url: str) -> None
 
     def worker(store: Store) -> None:
         start.wait()
-        outbox.deliver(store, [target], limit=20)
+        outbox.deliver(store, [target], settings=OutboxConfig(batch=20))
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in stores]
     for t in threads:
@@ -148,17 +348,19 @@ def test_the_daemon_delivers_through_plugins_destinations(store: Store) -> None:
             return [target]
 
     fill(store, 3)
-    d = Daemon(LeadsyncConfig(), store, {"crm": WithDestination()})  # type: ignore[dict-item]
+    config = LeadsyncConfig(outbox=OutboxConfig(batch=2))
+    d = Daemon(config, store, {"crm": WithDestination()})  # type: ignore[dict-item]
     assert [j.id for j in d.jobs()] == [OUTBOX_JOB]
     assert d.run_once() == 0
     assert len(target.seen) == 3 and outbox.depth(store) == {}
+    assert {str(r["key"]): r["attempts"] for r in rows(store)} == {"k0": 1, "k1": 1, "k2": 1}
     assert Daemon(LeadsyncConfig(), store, {}).jobs() == []  # no destination, no job
 
 
-def test_claimed_rows_are_not_claimed_again_and_the_store_stays_writable(store: Store) -> None:
-    """While a destination is called, another deliverer finds nothing to take (a lease on
-    SQLite, row locks on PostgreSQL) and the store takes writes (SQLite's write lock is
-    not held across the call)."""
+def test_no_lock_is_held_while_a_destination_is_called(store: Store) -> None:
+    """While a destination is called, another claimer finds the leased rows taken, and
+    the store takes writes to the very rows being delivered (no transaction is open and
+    no row is locked across the call, on either store)."""
     fill(store, 2)
     nested: list[int] = []
 
@@ -167,7 +369,9 @@ def test_claimed_rows_are_not_claimed_again_and_the_store_stays_writable(store: 
 
         def deliver(self, rows: Sequence[OutboxRow]) -> Sequence[DeliveryResult]:
             with store.engine.begin() as conn:
-                outbox.enqueue(conn, "audit", "note", f"n{len(nested)}", {})
+                outbox.enqueue(conn, "audit", "note", f"n{len(nested)}", None, {})
+                # A row lock held by the claim would make this wait forever on PostgreSQL.
+                conn.execute(table.update().where(table.c.id == rows[0].id).values(kind="status"))
             claimed, _ = outbox.deliver_batch(store, Recorder())
             nested.append(claimed)
             return [Delivered() for _ in rows]
@@ -177,3 +381,43 @@ def test_claimed_rows_are_not_claimed_again_and_the_store_stays_writable(store: 
     assert outbox.depth(store) == {
         "audit": {"pending": 1, "oldest_age": pytest.approx(0, abs=60), "failed": 0}
     }
+
+
+def test_migration_0007_turns_failed_rows_into_dead_letters(store_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import column
+    from sqlalchemy import table as sql_table
+
+    from connector.store.engine import _alembic, make_engine
+    from connector.store.tables import Json, UTCDateTime
+
+    first = sql_table(  # the outbox as revision 0002 made it
+        "outbox",
+        *(column(name) for name in ("destination", "kind", "key", "attempts", "last_error")),
+        column("payload", Json),
+        column("created_at", UTCDateTime()),
+        column("available_at", UTCDateTime()),
+    )
+    open_store(store_url, Catalogue.default(), upgrade=True).close()
+    engine = make_engine(store_url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        command.downgrade(_alembic(conn), "0007-1")  # the revision before 0007
+        row = {"destination": "crm", "kind": "s", "payload": {}, "created_at": now}
+        conn.execute(
+            insert(first),
+            [
+                {**row, "key": "a", "attempts": 3, "last_error": "failed: no such contact",
+                 "available_at": datetime(9999, 1, 1, tzinfo=UTC)},
+                {**row, "key": "b", "attempts": 0, "last_error": None, "available_at": now},
+            ],
+        )  # fmt: skip
+        command.upgrade(_alembic(conn), "head")
+    engine.dispose()
+    store = open_store(store_url, Catalogue.default())
+    got = {str(r["key"]): r for r in rows(store)}
+    assert got["a"]["dead_at"] is not None and got["a"]["last_error"] == "failed: no such contact"
+    assert got["b"]["dead_at"] is None and got["b"]["delivered_at"] is None
+    assert outbox.depth(store)["crm"]["pending"] == 1
+    assert outbox.depth(store)["crm"]["failed"] == 1
+    store.close()

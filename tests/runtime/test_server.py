@@ -22,7 +22,7 @@ def client(store: Store) -> TestClient:
 
 def test_healthz_readyz_metrics_and_plugin_routes(store: Store) -> None:
     with store.engine.begin() as conn:
-        outbox.enqueue(conn, "crm", "status", "c1:won", {"status": "won"})
+        outbox.enqueue(conn, "crm", "status", "c1:won", None, {"status": "won"})
     http = client(store)
     assert http.get("/healthz").status_code == 200
     ready = http.get("/readyz")

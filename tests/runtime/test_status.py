@@ -45,7 +45,7 @@ def test_collect_shows_what_each_part_last_did(store: Store) -> None:
                 created_at=now,
             )
         )
-        outbox.enqueue(conn, "crm", "status", "k1", {}, now=now - timedelta(seconds=90))
+        outbox.enqueue(conn, "crm", "status", "k1", None, {}, now=now - timedelta(seconds=90))
     inbox.put(store, "facebook", b"{}")
 
     data = status.collect(store, now)
