@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connector import yamlload
 from connector.statuses import CANONICAL, Catalogue, Status
 
 CONFIG_ENV = "LEADSYNC_CONFIG"
@@ -208,15 +209,9 @@ def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | 
 def parse_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """The data in a YAML file and its node tree (for line numbers in errors)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text), yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        return yamlload.load(path)
+    except yamlload.YamlError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
