@@ -25,6 +25,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from connector.store import Store
 from connector.store.tables import webhook_deliveries
+from connector.text import clean_bytes
 
 LEASE = timedelta(seconds=120)
 
@@ -53,7 +54,9 @@ def put(store: Store, source: str, body: bytes, now: datetime | None = None) -> 
 def _row(source: str, body: bytes, received_at: datetime) -> dict[str, Any]:
     return {
         "source": source,
-        "body": body.decode("utf-8", errors="replace"),
+        # A raw NUL is the one byte a text column refuses (PostgreSQL): removed, as it
+        # would be from any value, so the body can be stored at all.
+        "body": clean_bytes(body).decode("utf-8", errors="replace"),
         "received_at": received_at,
         "attempts": 0,
     }
@@ -99,17 +102,28 @@ class GroupWriter:
                 except queue.Empty:
                     break
             try:
-                with self.store.engine.begin() as conn:
-                    conn.execute(
-                        insert(webhook_deliveries),
-                        [_row(source, body, at) for source, body, at, _ in batch],
-                    )
-            except Exception as exc:  # every request of the batch answers 500; Meta retries
-                for *_, done in batch:
-                    done.set_exception(exc)
+                self._commit(batch)
+            except Exception:
+                # One delivery the store refuses must not fail its neighbours: each is
+                # committed on its own, and only what still fails answers 500 (the
+                # sender retries it; everything else is stored and acknowledged).
+                for one in batch:
+                    try:
+                        self._commit([one])
+                    except Exception as exc:
+                        one[3].set_exception(exc)
+                    else:
+                        one[3].set_result(None)
                 continue
             for *_, done in batch:
                 done.set_result(None)
+
+    def _commit(self, batch: list[tuple[str, bytes, datetime, Future[None]]]) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                insert(webhook_deliveries),
+                [_row(source, body, at) for source, body, at, _ in batch],
+            )
 
 
 _WRITERS: dict[int, GroupWriter] = {}
