@@ -94,6 +94,23 @@ class ServerConfig(BaseModel):
         description="The URL the outside world reaches this server at (what Meta's or "
         "HubSpot's webhook settings point to), when it differs from host:port.",
     )
+    max_body: int = Field(
+        1 << 20,
+        ge=1,
+        description="Largest request body accepted, in bytes (default 1 MiB: a Meta "
+        "webhook is a few KB); a larger one is answered 413 before it is read.",
+    )
+    route_max_body: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per URL path, a body limit in bytes instead of `max_body` "
+        "(e.g. {/webhooks/hubspot: 4194304}).",
+    )
+    webhook_attempts: int = Field(
+        5,
+        ge=1,
+        description="Failed attempts after which a webhook delivery becomes a dead letter "
+        "(listed by `leadsync status` and /metrics, never claimed again).",
+    )
 
 
 class JobSchedule(BaseModel):
