@@ -591,6 +591,19 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
         f"quarantine: {data['quarantine_open']} open · webhook deliveries pending: "
         f"{data['webhooks_pending']}"
     )
+    if data["webhooks_dead"]:
+        table = Table(title="webhook dead letters (newest; failed too often, not retried)")
+        for column in ("id", "source", "received", "attempts", "last error"):
+            table.add_column(column)
+        for row in data["webhooks_dead"]:
+            table.add_row(
+                str(row["id"]),
+                row["source"],
+                _ago(row["received_at"], now),
+                str(row["attempts"]),
+                row["error"] or "",
+            )
+        out.print(table)
 
 
 # -- outbox: outbound effects waiting, delivered or failed (connector/sync/outbox_admin) --

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connector import yamlload
 from connector.statuses import CANONICAL, Catalogue, Status
 
 CONFIG_ENV = "LEADSYNC_CONFIG"
@@ -92,6 +93,23 @@ class ServerConfig(BaseModel):
         None,
         description="The URL the outside world reaches this server at (what Meta's or "
         "HubSpot's webhook settings point to), when it differs from host:port.",
+    )
+    max_body: int = Field(
+        1 << 20,
+        ge=1,
+        description="Largest request body accepted, in bytes (default 1 MiB: a Meta "
+        "webhook is a few KB); a larger one is answered 413 before it is read.",
+    )
+    route_max_body: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per URL path, a body limit in bytes instead of `max_body` "
+        "(e.g. {/webhooks/hubspot: 4194304}).",
+    )
+    webhook_attempts: int = Field(
+        5,
+        ge=1,
+        description="Failed attempts after which a webhook delivery becomes a dead letter "
+        "(listed by `leadsync status` and /metrics, never claimed again).",
     )
 
 
@@ -238,15 +256,9 @@ def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | 
 def parse_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """The data in a YAML file and its node tree (for line numbers in errors)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text), yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        return yamlload.load(path)
+    except yamlload.YamlError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")

@@ -41,6 +41,7 @@ from connector.runtime.metrics import LEADS_INGESTED, QUARANTINED
 from connector.store import Store
 from connector.store import ingest as writes
 from connector.store.tables import quarantine
+from connector.text import clean_leads
 
 log = structlog.get_logger(__name__)
 
@@ -165,6 +166,7 @@ class Pipeline:
         # so an interrupted batch is re-read from the previous cursor (and deduped).
         for batch in batches:
             records = batch.records
+            clean_leads(records)  # text no store can hold (NUL), cleaned on both alike
             if len(records) <= self.batch_size:
                 yield batch
                 continue

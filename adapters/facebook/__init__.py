@@ -12,6 +12,7 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
+import structlog
 import typer
 from starlette.routing import BaseRoute
 
@@ -19,6 +20,7 @@ from adapters.facebook.config import FacebookConfig
 from adapters.facebook.leads import DEFAULT_MAPPING, to_lead
 from adapters.facebook.source import RETENTION_DAYS, FacebookSource, Form
 from adapters.facebook.webhook import DRAIN_JOB, drain, fetch_pool, routes
+from connector.logs import describe
 from connector.mapping import load_mapping
 from connector.model import Lead
 from connector.pipeline import IngestStats, Pipeline
@@ -26,6 +28,8 @@ from connector.ports import Batch, Job, Runtime, SourceError
 from connector.runtime import health
 from connector.statuses import Catalogue
 from connector.store import Store
+
+log = structlog.get_logger(__name__)
 
 
 def section(config: Any) -> FacebookConfig | None:
@@ -67,7 +71,27 @@ class FacebookPlugin:
         def poll(rt: Runtime) -> None:
             source = self.source(rt, config)
             source.restore({row["source"]: row for row in health.read(rt.store)})
-            Pipeline(rt.store, default_region=region).run(source)
+            pipeline = Pipeline(rt.store, default_region=region)
+            # One form at a time: a form whose leads cannot be stored fails alone (its
+            # cursor stays, so none of its leads is skipped), and the forms after it
+            # are still polled. Its Page is reported failing once every form is read
+            # (a later form of the same Page would otherwise report it fine again).
+            failed: dict[str, str] = {}
+            for stream in source.streams():
+                try:
+                    pipeline.run(source, [stream])
+                except Exception as exc:
+                    failed[stream] = describe(exc)
+                    log.warning("facebook.form_failed", form=stream, error=failed[stream])
+            forms = source.forms()
+            for stream, why in failed.items():
+                page = forms[stream].page_id if stream in forms else "?"
+                rt.report(f"{source.name}:{page}", "failing", f"form {stream}: {why}")
+            if failed:
+                raise RuntimeError(
+                    f"{len(failed)} form(s) could not be stored: {sorted(failed)}; "
+                    "the other forms were polled"
+                )
 
         def webhooks(rt: Runtime) -> None:
             source = self.source(rt, config)

@@ -17,6 +17,8 @@ import hmac
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -27,15 +29,20 @@ from starlette.routing import Route
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.graph import Action, GraphError
 from adapters.facebook.source import FacebookSource, Form
+from connector.logs import describe
 from connector.model import Lead
 from connector.pipeline import IngestStats, Pipeline
 from connector.ports import Runtime
 from connector.runtime import inbox
 from connector.runtime.metrics import WEBHOOKS
+from connector.runtime.server import RateLimitedWarning
 
 log = structlog.get_logger(__name__)
 
 DRAIN_JOB = "facebook.webhooks"
+# One warning a minute per route at most: a flood of forged requests is counted, not
+# logged line by line.
+forged = RateLimitedWarning("facebook.webhook_forged", every=60.0)
 FETCHERS = 8  # concurrent Graph reads while draining
 
 
@@ -69,7 +76,7 @@ def routes(runtime: Runtime, config: FacebookConfig) -> list[Route]:
         body = await request.body()
         if not verified(secret, body, request.headers.get("x-hub-signature-256")):
             WEBHOOKS.labels(source, "forged").inc()
-            log.warning("facebook.webhook_forged", bytes=len(body))
+            forged(config.webhook_path, bytes=len(body))
             return PlainTextResponse("bad signature", status_code=403)
         await asyncio.wrap_future(inbox.writer(runtime.store).submit(source, body))
         WEBHOOKS.labels(source, "stored").inc()
@@ -83,17 +90,40 @@ def routes(runtime: Runtime, config: FacebookConfig) -> list[Route]:
 
 
 def leadgen_changes(body: str) -> list[dict[str, Any]]:
-    """The `leadgen` change values of a delivery; ValueError when it is not one."""
-    payload = json.loads(body)
+    """The `leadgen` change values of a delivery; ValueError when it is not one (a
+    signed body can still be anything: every shape is checked, nothing is assumed)."""
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(payload, dict) or payload.get("object") != "page":
         raise ValueError("not a page webhook")
     found = []
-    for entry in payload.get("entry") or []:
-        for change in entry.get("changes") or []:
+    for entry in _listed(payload.get("entry"), "entry"):
+        if not isinstance(entry, dict):
+            raise ValueError("an entry is not an object")
+        for change in _listed(entry.get("changes"), "changes"):
+            if not isinstance(change, dict):
+                raise ValueError("a change is not an object")
             value = change.get("value") or {}
-            if change.get("field") == "leadgen" and value.get("leadgen_id"):
-                found.append(value)
+            if not isinstance(value, dict):
+                raise ValueError("a change's value is not an object")
+            if change.get("field") != "leadgen" or not value.get("leadgen_id"):
+                continue
+            lead_id = value["leadgen_id"]
+            # An id goes into a Graph URL path: digits only (no `../me`, no objects).
+            if isinstance(lead_id, bool) or not str(lead_id).isdigit():
+                raise ValueError("leadgen_id is not a Graph id")
+            found.append(value)
     return found
+
+
+def _listed(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"`{name}` is not a list")
+    return value
 
 
 def fetch_pool() -> ThreadPoolExecutor:
@@ -101,6 +131,12 @@ def fetch_pool() -> ThreadPoolExecutor:
     webhooks/s a drain run handles a handful of deliveries every few milliseconds, and
     starting eight threads for each was a measurable share of the daemon's CPU."""
     return ThreadPoolExecutor(max_workers=FETCHERS, thread_name_prefix="facebook-fetch")
+
+
+# Errors that are the Page's (throttled, token, permission): the delivery is given back
+# without counting the attempt, and the Page is paused or marked failing.
+_PAGE_TROUBLE = (Action.THROTTLED, Action.TOKEN, Action.PERMISSION)
+_PAUSED_FOR = timedelta(seconds=60)
 
 
 def drain(
@@ -111,67 +147,110 @@ def drain(
     limit: int = 200,
 ) -> IngestStats:
     """Process stored deliveries until none is left (or the daemon stops); `pool`
-    (from `fetch_pool`) fetches the leads."""
+    (from `fetch_pool`) fetches the leads.
+
+    Each delivery is handled on its own: a malformed one is marked done with its error;
+    one that fails (a lead the Graph refuses, a record the store cannot take) counts an
+    attempt and becomes a dead letter after `server.webhook_attempts`; the others of
+    the same claim are processed all the same."""
     total = IngestStats()
+    store = runtime.store
+    server = getattr(runtime.config, "server", None)
+    attempts = int(getattr(server, "webhook_attempts", inbox.DEFAULT_ATTEMPTS))
     while not runtime.stopping.is_set():
-        claimed = inbox.claim(runtime.store, source.name, limit)
+        claimed = inbox.claim(store, source.name, limit)
         if not claimed:
             break
-        done: list[int] = []
-        retry: list[int] = []
-        malformed: list[tuple[int, str]] = []
-        records: list[Lead] = []
         source.discover()
         forms = source.forms()
-        parsed: list[tuple[int, list[dict[str, Any]]]] = []
+        parsed: list[tuple[inbox.Delivery, list[dict[str, Any]]]] = []
         for delivery in claimed:
             try:
-                parsed.append((delivery.id, leadgen_changes(delivery.body)))
-            except (ValueError, AttributeError) as exc:
-                malformed.append((delivery.id, f"{type(exc).__name__}: {exc}"))
-        # Each change is one Graph read; they overlap (the latency is the API's), while
-        # storing them stays one transaction for the whole claim.
+                parsed.append((delivery, leadgen_changes(delivery.body)))
+            except Exception as exc:  # any shape a signed body can take
+                log.info("facebook.webhook_malformed", delivery=delivery.id, error=describe(exc))
+                inbox.done(store, [delivery.id], error=describe(exc))
+        # Each change is one Graph read; they overlap (the latency is the API's).
         changes = [c for _, cs in parsed for c in cs]
         fetched = dict(
             zip(map(id, changes), pool.map(_attempt(source, forms), changes), strict=True)
         )
-        for delivery_id, cs in parsed:
+        ready: list[tuple[inbox.Delivery, list[Lead]]] = []
+        failed: list[tuple[inbox.Delivery, str]] = []
+        refused: list[tuple[inbox.Delivery, str]] = []
+        paused: list[int] = []
+        for delivery, cs in parsed:
             outcomes = [fetched[id(c)] for c in cs]
-            failure = next((o for o in outcomes if isinstance(o, GraphError)), None)
+            failure = next((o for o in outcomes if isinstance(o, Exception)), None)
             if failure is None:
-                records.extend(o for o in outcomes if isinstance(o, Lead))
-                done.append(delivery_id)
-                continue
-            retry.append(delivery_id)
-            page = str(cs[0].get("page_id") or "")
-            if failure.action is not Action.RETRY and page:
-                source.trouble(page, failure)
-        if records:
+                ready.append((delivery, [o for o in outcomes if isinstance(o, Lead)]))
+            elif isinstance(failure, GraphError) and failure.action in _PAGE_TROUBLE:
+                page = str(cs[0].get("page_id") or "")
+                if page:
+                    source.trouble(page, failure)
+                paused.append(delivery.id)
+            elif isinstance(failure, GraphError) and failure.action is Action.FAIL:
+                refused.append((delivery, f"Graph refused the lead: {describe(failure)}"))
+            else:
+                failed.append((delivery, describe(failure)))
+        failed += _store(runtime, source, pipeline, ready, total)
+        died = inbox.fail(store, failed, attempts) + inbox.bury(store, refused)
+        if died:
+            log.warning("facebook.webhook_dead_letters", deliveries=died)
+        inbox.release(
+            store, paused, "the Page is paused or failing", until=datetime.now(UTC) + _PAUSED_FOR
+        )
+        if failed or paused:
+            break  # what failed waits for its backoff, not a hot loop
+    return total
+
+
+def _store(
+    runtime: Runtime,
+    source: FacebookSource,
+    pipeline: Callable[[], Pipeline],
+    ready: list[tuple[inbox.Delivery, list[Lead]]],
+    total: IngestStats,
+) -> list[tuple[inbox.Delivery, str]]:
+    """Ingest the leads of `ready` deliveries and mark them done in the same
+    transaction; returns the deliveries that could not be stored, with why. All in one
+    transaction first; if that fails, one delivery at a time, so one bad record fails
+    only its own delivery."""
+    if not ready:
+        return []
+    empty = [d.id for d, found in ready if not found]
+    with_leads = [(d, found) for d, found in ready if found]
+    inbox.done(runtime.store, empty)
+    groups = [with_leads] if with_leads else []
+    failed: list[tuple[inbox.Delivery, str]] = []
+    while groups:
+        group = groups.pop()
+        ids = [d.id for d, _ in group]
+        try:
             stats = pipeline().ingest(
                 source.name,
-                records,
+                [lead for _, found in group for lead in found],
                 source.context(),
-                also=lambda conn, ids=done: inbox.mark_done(conn, ids),
+                also=partial(inbox.mark_done, ids=ids),
             )
-            for name in ("rows", "created", "updated", "merged", "unchanged", "quarantined"):
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-        else:
-            inbox.done(runtime.store, done)
-        for delivery_id, why in malformed:
-            inbox.done(runtime.store, [delivery_id], error=why)
-        inbox.release(runtime.store, retry, "Graph API error; will retry")
-        if retry:
-            break  # what failed waits for the next run, not a hot loop
-    return total
+        except Exception as exc:
+            if len(group) == 1:
+                failed.append((group[0][0], describe(exc)))
+            else:
+                groups.extend([one] for one in group)
+            continue
+        for name in ("rows", "created", "updated", "merged", "unchanged", "quarantined"):
+            setattr(total, name, getattr(total, name) + getattr(stats, name))
+    return failed
 
 
 def _attempt(
     source: FacebookSource, forms: dict[str, Form]
-) -> Callable[[dict[str, Any]], Lead | GraphError | None]:
-    def attempt(change: dict[str, Any]) -> Lead | GraphError | None:
+) -> Callable[[dict[str, Any]], Lead | Exception | None]:
+    def attempt(change: dict[str, Any]) -> Lead | Exception | None:
         try:
             return _fetch(source, change, forms)
-        except GraphError as exc:
+        except Exception as exc:  # one lead's failure is its delivery's, not the drain's
             return exc
 
     return attempt

@@ -297,7 +297,10 @@ class Daemon(Runtime):
             while not self.stopping.wait(0.2):
                 if self._reload.is_set():
                     self._reload.clear()
-                    self.reload()
+                    try:
+                        self.reload()
+                    except Exception as exc:  # a reload never stops the daemon
+                        log.warning("config.reload_failed", reason=describe(exc))
         finally:
             log.info("daemon.stopping", replica=self.replica)
             self.stopping.set()
@@ -312,6 +315,11 @@ class Daemon(Runtime):
             config = load_config(self.config_path)
         except ConfigError as exc:
             log.warning("config.reload_rejected", reason=str(exc))
+            return False
+        except Exception as exc:  # whatever a file does, the daemon lives on
+            # ConfigError covers every invalid file we know of (yamlload); anything else
+            # (a plugin's model, an OS error) still must not kill a running daemon.
+            log.warning("config.reload_rejected", reason=describe(exc))
             return False
         if getattr(config, "store", None) != getattr(self.config, "store", None):
             log.warning("config.store_change_ignored", reason="restart to change the store")

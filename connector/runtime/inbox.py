@@ -25,8 +25,11 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from connector.store import Store
 from connector.store.tables import webhook_deliveries
+from connector.text import clean_bytes
 
 LEASE = timedelta(seconds=120)
+DEFAULT_ATTEMPTS = 5
+"""Failed attempts after which a delivery becomes a dead letter (`server.webhook_attempts`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,9 @@ def put(store: Store, source: str, body: bytes, now: datetime | None = None) -> 
 def _row(source: str, body: bytes, received_at: datetime) -> dict[str, Any]:
     return {
         "source": source,
-        "body": body.decode("utf-8", errors="replace"),
+        # A raw NUL is the one byte a text column refuses (PostgreSQL): removed, as it
+        # would be from any value, so the body can be stored at all.
+        "body": clean_bytes(body).decode("utf-8", errors="replace"),
         "received_at": received_at,
         "attempts": 0,
     }
@@ -99,17 +104,28 @@ class GroupWriter:
                 except queue.Empty:
                     break
             try:
-                with self.store.engine.begin() as conn:
-                    conn.execute(
-                        insert(webhook_deliveries),
-                        [_row(source, body, at) for source, body, at, _ in batch],
-                    )
-            except Exception as exc:  # every request of the batch answers 500; Meta retries
-                for *_, done in batch:
-                    done.set_exception(exc)
+                self._commit(batch)
+            except Exception:
+                # One delivery the store refuses must not fail its neighbours: each is
+                # committed on its own, and only what still fails answers 500 (the
+                # sender retries it; everything else is stored and acknowledged).
+                for one in batch:
+                    try:
+                        self._commit([one])
+                    except Exception as exc:
+                        one[3].set_exception(exc)
+                    else:
+                        one[3].set_result(None)
                 continue
             for *_, done in batch:
                 done.set_result(None)
+
+    def _commit(self, batch: list[tuple[str, bytes, datetime, Future[None]]]) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                insert(webhook_deliveries),
+                [_row(source, body, at) for source, body, at, _ in batch],
+            )
 
 
 _WRITERS: dict[int, GroupWriter] = {}
@@ -140,6 +156,7 @@ def claim(
             .where(
                 t.c.source == source,
                 t.c.processed_at.is_(None),
+                t.c.dead_at.is_(None),
                 (t.c.claimed_until.is_(None)) | (t.c.claimed_until < now),
             )
             .order_by(t.c.id)
@@ -179,23 +196,98 @@ def mark_done(conn: Connection, ids: list[int], error: str | None = None) -> Non
         )
 
 
-def release(store: Store, ids: list[int], error: str) -> None:
-    """Give deliveries back (a transient failure): they are claimed again later."""
+def release(store: Store, ids: list[int], error: str, *, until: datetime | None = None) -> None:
+    """Give deliveries back without counting the attempt (their Page is paused or its
+    token is dead: not their fault); claimed again after `until` (default: at once)."""
     if not ids:
         return
+    t = webhook_deliveries
     with store.engine.begin() as conn:
         conn.execute(
-            update(webhook_deliveries)
-            .where(webhook_deliveries.c.id.in_(ids))
-            .values(claimed_until=None, error=error)
+            update(t)
+            .where(t.c.id.in_(ids))
+            .values(claimed_until=until, error=error, attempts=t.c.attempts - 1)
         )
 
 
-def pending(store: Store, source: str | None = None) -> int:
-    """Deliveries not processed yet."""
+def backoff(attempts: int) -> timedelta:
+    """How long a delivery that failed `attempts` times waits before its next claim:
+    30 s, doubling, at most an hour (a Graph outage is not hammered, and 5 attempts
+    span about 8 minutes)."""
+    return min(timedelta(seconds=30 * 2 ** max(attempts - 1, 0)), timedelta(hours=1))
+
+
+def fail(
+    store: Store,
+    failures: list[tuple[Delivery, str]],
+    max_attempts: int = DEFAULT_ATTEMPTS,
+    *,
+    now: datetime | None = None,
+) -> list[int]:
+    """Record that processing these deliveries failed (with why): each is claimed again
+    after its backoff, or, once it has failed `max_attempts` times, set aside as a dead
+    letter (`dead_at`) that no drain claims again. Returns the ids that died."""
+    if not failures:
+        return []
+    now = now or datetime.now(UTC)
     t = webhook_deliveries
-    query = select(func.count()).select_from(t).where(t.c.processed_at.is_(None))
+    died: list[int] = []
+    with store.engine.begin() as conn:
+        for delivery, error in failures:
+            values: dict[str, Any] = {"error": error[:1000]}
+            if delivery.attempts >= max_attempts:
+                values.update(dead_at=now, claimed_until=None)
+                died.append(delivery.id)
+            else:
+                values["claimed_until"] = now + backoff(delivery.attempts)
+            conn.execute(update(t).where(t.c.id == delivery.id).values(**values))
+    return died
+
+
+def bury(store: Store, failures: list[tuple[Delivery, str]]) -> list[int]:
+    """Dead-letter deliveries at once: what failed cannot succeed by retrying (the Graph
+    refuses the request itself)."""
+    return fail(store, failures, max_attempts=0)
+
+
+def pending(store: Store, source: str | None = None) -> int:
+    """Deliveries not processed yet (dead letters are not pending: nobody claims them)."""
+    t = webhook_deliveries
+    query = (
+        select(func.count()).select_from(t).where(t.c.processed_at.is_(None), t.c.dead_at.is_(None))
+    )
     if source:
         query = query.where(t.c.source == source)
     with store.reader.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+def counts(store: Store) -> dict[str, dict[str, int]]:
+    """Per source: deliveries pending and dead-lettered (for /metrics)."""
+    t = webhook_deliveries
+    dead = t.c.dead_at.is_not(None)
+    query = (
+        select(t.c.source, dead.label("dead"), func.count())
+        .where(t.c.processed_at.is_(None))
+        .group_by(t.c.source, dead)
+    )
+    found: dict[str, dict[str, int]] = {}
+    with store.reader.connect() as conn:
+        for source, is_dead, n in conn.execute(query):
+            entry = found.setdefault(source, {"pending": 0, "dead": 0})
+            entry["dead" if is_dead else "pending"] += int(n)
+    return found
+
+
+def dead_letters(store: Store, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest dead-lettered deliveries (id, source, when, attempts, last error); the
+    body stays in the table (it may hold personal data)."""
+    t = webhook_deliveries
+    query = (
+        select(t.c.id, t.c.source, t.c.received_at, t.c.dead_at, t.c.attempts, t.c.error)
+        .where(t.c.dead_at.is_not(None), t.c.processed_at.is_(None))
+        .order_by(t.c.dead_at.desc(), t.c.id.desc())
+        .limit(limit)
+    )
+    with store.reader.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]

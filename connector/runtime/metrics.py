@@ -70,3 +70,29 @@ OUTBOX_AGE = Gauge(
     ["destination"],
     registry=REGISTRY,
 )
+WEBHOOK_DELIVERIES = Gauge(
+    "leadsync_webhook_deliveries",
+    "Stored webhook deliveries not processed, by source and state (pending: waiting for "
+    "the drain; dead: failed too often, set aside for a person).",
+    ["source", "state"],
+    registry=REGISTRY,
+)
+OUTBOX_ROWS = Gauge(
+    "leadsync_outbox_rows",
+    "Outbox rows not delivered, by destination and state (pending, dead).",
+    ["destination", "state"],
+    registry=REGISTRY,
+)
+JOB_FAILURES = Counter(
+    "leadsync_job_failures",
+    "Runs of a scheduled job that ended with an error.",
+    ["job"],
+    registry=REGISTRY,
+)
+FORGED_UNLOGGED = Counter(
+    "leadsync_forged_requests_unlogged",
+    "Forged or unsigned webhook requests not logged one by one (the warning is "
+    "rate-limited per route); their count is in the next warning and here.",
+    ["route"],
+    registry=REGISTRY,
+)

@@ -27,7 +27,7 @@ from sqlalchemy import insert, update
 from connector.logs import describe
 from connector.ports import Job, Runtime
 from connector.runtime.locks import JobLocks
-from connector.runtime.metrics import JOB_DURATION, JOB_LAST_SUCCESS
+from connector.runtime.metrics import JOB_DURATION, JOB_FAILURES, JOB_LAST_SUCCESS
 from connector.store.tables import job_runs
 
 log = structlog.get_logger("leadsync.scheduler")
@@ -69,6 +69,7 @@ class JobRunner:
         try:
             return self._locked(job)
         except Exception as exc:  # the store itself failed (lock, job_runs row)
+            JOB_FAILURES.labels(job.id).inc()
             log.warning("job.error", job=job.id, error=describe(exc))
             return False
         finally:
@@ -99,6 +100,7 @@ class JobRunner:
                 counts = _counts(job.run(self.runtime))
             except Exception as exc:
                 ok, message = False, describe(exc)
+                JOB_FAILURES.labels(job.id).inc()
                 log.warning("job.failed", job=job.id, error=message)
             seconds = time.perf_counter() - clock
             with store.engine.begin() as conn:

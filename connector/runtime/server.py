@@ -1,20 +1,43 @@
-"""The daemon's one HTTP app: adapters' routes plus /healthz, /readyz and /metrics."""
+"""The daemon's one HTTP app: adapters' routes plus /healthz, /readyz and /metrics.
+
+Every request body is capped (`server.max_body`, per path `server.route_max_body`)
+by `BodyLimit` before any route reads it: a declared Content-Length above the cap is
+answered 413 without reading a byte, and a chunked body is counted as it streams and
+refused as soon as it passes the cap. A route's handler never holds more than the cap
+in memory, whatever a client sends (a signature check needs the whole body, so without
+the cap a forged 150 MB POST was read whole before it was refused).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import column, func, inspect, select, table
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connector.ports import Plugin, Runtime
-from connector.runtime.metrics import OUTBOX_AGE, OUTBOX_DEPTH, REGISTRY
+from connector.runtime.metrics import (
+    FORGED_UNLOGGED,
+    OUTBOX_AGE,
+    OUTBOX_DEPTH,
+    OUTBOX_ROWS,
+    REGISTRY,
+    WEBHOOK_DELIVERIES,
+)
 
 log = structlog.get_logger("leadsync.server")
+
+DEFAULT_MAX_BODY = 1 << 20
 
 
 def refresh_outbox_metrics(runtime: Runtime) -> None:
@@ -28,6 +51,143 @@ def refresh_outbox_metrics(runtime: Runtime) -> None:
         OUTBOX_AGE.labels(destination).set(entry["oldest_age"])
 
 
+def refresh_backlog_metrics(runtime: Runtime) -> None:
+    """Gauges of webhook deliveries and outbox rows, pending and dead-lettered."""
+    from connector.runtime import inbox
+
+    WEBHOOK_DELIVERIES.clear()
+    for source, entry in inbox.counts(runtime.store).items():
+        for state, n in entry.items():
+            WEBHOOK_DELIVERIES.labels(source, state).set(n)
+    OUTBOX_ROWS.clear()
+    for destination, entry in outbox_backlog(runtime).items():
+        for state, n in entry.items():
+            OUTBOX_ROWS.labels(destination, state).set(n)
+
+
+def outbox_backlog(runtime: Runtime) -> dict[str, dict[str, int]]:
+    """Per destination: outbox rows pending and dead. Read from the table as it is (it
+    is being redesigned): `destination` and `delivered_at` always, and a `dead_at` or
+    `state` column if the table has one."""
+    names = {c["name"] for c in inspect(runtime.store.engine).get_columns("outbox")}
+    t = table("outbox", column("destination"), column("delivered_at"))
+    dead: Any = None
+    if "dead_at" in names:
+        dead = column("dead_at").is_not(None)
+    elif "state" in names:
+        dead = column("state") == "dead"
+    query = select(t.c.destination, func.count()).where(t.c.delivered_at.is_(None))
+    if dead is not None:
+        query = select(t.c.destination, dead.label("dead"), func.count()).where(
+            t.c.delivered_at.is_(None)
+        )
+        query = query.select_from(t).group_by(t.c.destination, dead)
+    else:
+        query = query.group_by(t.c.destination)
+    found: dict[str, dict[str, int]] = {}
+    with runtime.store.reader.connect() as conn:
+        for row in conn.execute(query):
+            entry = found.setdefault(row[0], {"pending": 0, "dead": 0})
+            is_dead = bool(row[1]) if dead is not None else False
+            entry["dead" if is_dead else "pending"] += int(row[-1])
+    return found
+
+
+class BodyTooLarge(Exception):
+    """A request body passed its route's cap while it was being read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+        self.limit = limit
+
+
+def _too_large(limit: int) -> Response:
+    return PlainTextResponse(f"request body larger than {limit} bytes", status_code=413)
+
+
+class BodyLimit:
+    """ASGI middleware capping request bodies (see the module's docstring). `limit`
+    gives the cap for a path; it is asked per request, so a reload's new limits apply
+    at once."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(str(scope.get("path", "")))
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _too_large(limit)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def body_limit(runtime: Runtime) -> Callable[[str], int]:
+    """The body cap of a path under the runtime's current config."""
+
+    def limit(path: str) -> int:
+        server = getattr(runtime.config, "server", None)
+        per_route: dict[str, int] = getattr(server, "route_max_body", None) or {}
+        return int(per_route.get(path, getattr(server, "max_body", DEFAULT_MAX_BODY)))
+
+    return limit
+
+
+class RateLimitedWarning:
+    """A warning logged at most once per `every` seconds per route; the ones not logged
+    are counted (leadsync_forged_requests_unlogged) and reported by the next line. A
+    flood of forged requests cannot flood the log."""
+
+    def __init__(
+        self, event: str, every: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.event = event
+        self.every = every
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, route: str, **fields: Any) -> bool:
+        """Log (True) or count (False) one occurrence on `route`."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(route)
+            if last is not None and now - last < self.every:
+                self._unlogged[route] = self._unlogged.get(route, 0) + 1
+                FORGED_UNLOGGED.labels(route).inc()
+                return False
+            self._last[route] = now
+            unlogged = self._unlogged.pop(route, 0)
+        log.warning(self.event, route=route, unlogged_since_last=unlogged, **fields)
+        return True
+
+
 def build_app(runtime: Runtime, plugins: dict[str, Plugin]) -> Starlette:
     """The daemon's app: every plugin's `routes(runtime)`, mounted as given, then the
     core endpoints. `remount` swaps the routes when the config is reloaded."""
@@ -35,7 +195,14 @@ def build_app(runtime: Runtime, plugins: dict[str, Plugin]) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return PlainTextResponse("not found", status_code=404)
 
-    return Starlette(routes=all_routes(runtime, plugins), exception_handlers={404: not_found})
+    async def too_large(request: Request, exc: Exception) -> Response:
+        return _too_large(exc.limit if isinstance(exc, BodyTooLarge) else DEFAULT_MAX_BODY)
+
+    return Starlette(
+        routes=all_routes(runtime, plugins),
+        middleware=[Middleware(BodyLimit, limit=body_limit(runtime))],
+        exception_handlers={404: not_found, BodyTooLarge: too_large},
+    )
 
 
 def remount(app: Starlette, routes: list[BaseRoute]) -> None:
@@ -69,10 +236,11 @@ def all_routes(runtime: Runtime, plugins: dict[str, Plugin]) -> list[BaseRoute]:
         return JSONResponse({"status": "ready"})
 
     def metrics(request: Request) -> Response:
-        try:
-            refresh_outbox_metrics(runtime)
-        except Exception as exc:  # the store is down: serve what we have
-            log.warning("metrics.outbox_unavailable", error=type(exc).__name__)
+        for refresh in (refresh_outbox_metrics, refresh_backlog_metrics):
+            try:
+                refresh(runtime)
+            except Exception as exc:  # the store is down: serve what we have
+                log.warning("metrics.store_unavailable", error=type(exc).__name__)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = []

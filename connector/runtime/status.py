@@ -53,4 +53,5 @@ def collect(store: Store, now: datetime) -> dict[str, Any]:
         "outbox": outbox.depth(store, now),
         "quarantine_open": open_quarantine,
         "webhooks_pending": inbox.pending(store),
+        "webhooks_dead": inbox.dead_letters(store),
     }

@@ -240,6 +240,8 @@ webhook_deliveries = Table(
     Column("processed_at", UTCDateTime()),
     Column("attempts", Integer, nullable=False),
     Column("error", Text),
+    # Set when the delivery failed `server.webhook_attempts` times: no longer claimed.
+    Column("dead_at", UTCDateTime()),
     Index(None, "source", "processed_at"),
 )
 
