@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,16 @@ def print_stats(
     for key in ("rows", "created", "updated", "merged", "unchanged", "quarantined"):
         table.add_row(key, str(summary[key]))
     table.add_row("seconds", f"{stats.seconds:.2f}")
+    if stats.field_issues:
+        table.add_row("field issues", str(stats.field_issues))
     out.print(table)
+    if stats.field_reasons:
+        fields = Table(title="Values left out (the contact is kept), by reason", show_header=True)
+        fields.add_column("count", justify="right")
+        fields.add_column("field: reason")
+        for reason, count in stats.field_reasons.most_common(15):
+            fields.add_row(str(count), reason)
+        out.print(fields)
     if stats.reasons:
         reasons = Table(title="Quarantined, by reason", show_header=True)
         reasons.add_column("count", justify="right")
@@ -200,6 +210,9 @@ def contacts_list(
     out.print(contacts_table(rows, f"{total} contacts" + (f" in {status}" if status else "")))
 
 
+_SHOWN_APART = ("identities", "status_history", "leads", "interactions", "field_issues")
+
+
 @GROUPS["contacts"].command("show")
 def contacts_show(
     ctx: typer.Context,
@@ -215,7 +228,7 @@ def contacts_show(
         out.print(f"[yellow]contact {contact_id} was merged into {data['id']}[/]")
     table = Table(title=f"contact {data['id']}", show_header=False)
     for key, value in data.items():
-        if key not in ("identities", "status_history", "leads", "interactions") and value:
+        if key not in _SHOWN_APART and value:
             table.add_row(
                 key,
                 json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else str(value),
@@ -234,6 +247,15 @@ def contacts_show(
     for lead in data["leads"]:
         leads.add_row(lead["source"], lead["ref"], lead["source_id"][:24], lead["received_at"])
     out.print(leads)
+    if data["field_issues"]:
+        issues = Table(title="field issues (values left out)")
+        for column in ("id", "source", "record", "field", "reason", "value"):
+            issues.add_column(column)
+        for i in data["field_issues"]:
+            issues.add_row(
+                str(i["id"]), i["source"], i["ref"], i["field"], i["reason"], str(i["value"])
+            )
+        out.print(issues)
     for item in data["interactions"]:
         out.print(f"{item['at']}  {item['kind']}  {json.dumps(item['data'], ensure_ascii=False)}")
 
@@ -266,24 +288,43 @@ def contacts_set_status(
 # -- quarantine -------------------------------------------------------------------------
 
 
+class QuarantineKind(StrEnum):
+    record = "record"
+    field = "field"
+
+
 @GROUPS["quarantine"].command("list")
 def quarantine_list(
     ctx: typer.Context,
     include_resolved: bool = typer.Option(False, "--all", help="Also resolved records."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one record each."),
+    kind: QuarantineKind | None = typer.Option(
+        None,
+        "--kind",
+        help="record: whole records nobody could identify or read; field: single values "
+        "left out of an ingested contact. Both when absent.",
+    ),
 ) -> None:
     """Open quarantined records with the field and reason."""
-    rows = contact_store.quarantine_list(state(ctx).store(), include_resolved)
+    rows = contact_store.quarantine_list(
+        state(ctx).store(), include_resolved, kind.value if kind else None
+    )
     if as_json:
         for row in rows:
             print_json(row)
         return
     table = Table(title=f"{len(rows)} quarantined records")
-    for column in ("id", "source", "record", "field", "reason", "tries"):
+    for column in ("id", "kind", "source", "record", "field", "reason", "tries"):
         table.add_column(column)
     for r in rows:
         table.add_row(
-            str(r["id"]), r["source"], r["ref"], r["field"], r["reason"], str(r["attempts"])
+            str(r["id"]),
+            r["kind"],
+            r["source"],
+            r["ref"],
+            r["field"],
+            r["reason"],
+            str(r["attempts"]),
         )
     out.print(table)
 

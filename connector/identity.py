@@ -88,7 +88,7 @@ def normalise(lead: Lead, default_region: str | None = None) -> Normalised:
         try:
             attrs["country"] = normalize.country(country)
         except normalize.NormalizationError as exc:
-            problems.append(Problem("country", exc.reason))
+            problems.append(Problem("country", exc.reason, country, "field"))
     # Phones, states and dates are read in the record's own country first.
     region = attrs.get("country") or lead.region or default_region
     for name, value in lead.fields.items():
@@ -101,7 +101,7 @@ def normalise(lead: Lead, default_region: str | None = None) -> Normalised:
         try:
             out = normaliser(str(value), region)
         except normalize.NormalizationError as exc:
-            problems.append(Problem(name, exc.reason))
+            problems.append(Problem(name, exc.reason, str(value), "field"))
             continue
         if out:
             attrs[name] = out

@@ -4,29 +4,71 @@ One mapping language for every source (CSV columns, sheet headers, lead-form que
 keys): each source key goes to a standard field, `status`, `full_name` or a typed
 custom attribute, optionally through a value map (e.g. Malay or Polish status words ->
 canonical statuses). Problems found here (an unknown status word, a number that is not
-one) become `Problem`s on the lead, so the record is quarantined, not guessed.
+one) become field `Problem`s on the lead: the value is left out and kept as a field
+issue, never guessed, and the person is still ingested.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping as MappingABC
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from connector import normalize, typed
 from connector.config import validate_file
 from connector.model import STANDARD_FIELDS, Lead, Problem
+from connector.normalize import NormalizationError
 from connector.statuses import Catalogue, UnknownStatusError
 
 TARGETS = (*STANDARD_FIELDS, "status", "full_name")
-_TRUE = {"1", "true", "yes", "y", "tak", "ya", "có", "co", "x", "✓"}
-_FALSE = {"0", "false", "no", "n", "nie", "tidak", "không", "khong", ""}
+
+# Countries where a full name is written family name first (`Nguyễn Văn Hùng`).
+FAMILY_FIRST = frozenset({"VN", "CN", "KR", "JP", "HU", "TW", "HK"})
+# Single-valued fields whose several answers (`a, b`, `a; b`, a list) are split: the
+# first valid one is the contact's, the others are kept in a list attribute.
+MULTI = {"email": "emails", "phone": "phones"}
+_SEPARATED = re.compile(r"\s*[,;]\s*")
+
+NameOrder = Literal["given_first", "family_first"]
 
 
-class FieldMap(BaseModel):
+class Reads(BaseModel):
+    """How typed values are written: shared by a mapping and each of its columns
+    (a column's own setting wins)."""
+
+    locale: str | None = Field(
+        None,
+        description="Locale numbers and dates are written in (pl_PL, en_US, de_DE): "
+        "`1.234,56` in pl_PL, `1,234.56` in en_US. Defaults to the locale of "
+        "default_region; without either, a number that reads two ways (`1.234`) is a "
+        "field issue.",
+    )
+    decimal: Literal[",", "."] | None = Field(
+        None, description="Decimal sign, when only that is known (instead of a locale)."
+    )
+    dayfirst: bool | None = Field(
+        None,
+        description="Dates as day/month/year (true) or month/day/year (false); "
+        "defaults to the locale's order.",
+    )
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str | None) -> str | None:
+        return None if value is None else typed.check_locale(value)
+
+
+class FieldMap(Reads):
     """Where one source key goes."""
 
     model_config = ConfigDict(extra="forbid")
@@ -45,9 +87,11 @@ class FieldMap(BaseModel):
         description="Value map applied first, matched without regard to case "
         "(e.g. {Baru: New, Wygrany: Won}).",
     )
-    order: Literal["given_first", "family_first"] = Field(
-        "given_first",
-        description="For full_name: Vietnamese and Hungarian names put the family name first.",
+    order: NameOrder | None = Field(
+        None,
+        description="For full_name: which name comes first. Defaults to the mapping's "
+        "name_order, else the record's country (family name first in VN, CN, KR, JP, "
+        "HU, TW, HK).",
     )
 
     @model_validator(mode="after")
@@ -68,7 +112,7 @@ def _shorthand(value: Any) -> Any:
 Target = Annotated[FieldMap, BeforeValidator(_shorthand)]
 
 
-class Mapping(BaseModel):
+class Mapping(Reads):
     """A mapping file (config/mappings/*.yaml)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -98,6 +142,11 @@ class Mapping(BaseModel):
         description="Source key -> target: a field name, or a FieldMap for value maps "
         "and custom attributes.",
     )
+    name_order: NameOrder | None = Field(
+        None,
+        description="Order of full names in this source (family_first, given_first); "
+        "defaults to the record's country.",
+    )
     unmapped: Literal["ignore", "custom"] = Field(
         "ignore",
         description="What happens to source keys the mapping does not name: `ignore` "
@@ -117,14 +166,25 @@ class Mapping(BaseModel):
         catalogue: Catalogue,
         region: str | None = None,
     ) -> Lead:
-        """Map one raw record; what cannot be mapped becomes a Problem on the lead."""
+        """Map one raw record. A value that cannot be taken becomes a field Problem (the
+        person is still ingested without it); what makes the record unreadable, a
+        record Problem."""
+        test = is_test_lead(row)
+        if test:  # its dummy answers are no data: kept in raw only
+            row = {k: v for k, v in row.items() if not _placeholder(v)}
         lead = Lead(source=source, ref=ref, fields={}, raw=dict(row))
         lead.region = region or self.default_region
         if self.id_namespace:
             lead.context["id_namespace"] = self.id_namespace
+        country = self._country(row) or lead.region
         for key, target in self.fields().items():
             value = row.get(key)
             if value is None:
+                continue
+            name = target.custom or target.field
+            assert name is not None
+            if target.field in MULTI:
+                self._multi(lead, target.field, value, country)
                 continue
             if isinstance(value, list):
                 if target.custom is not None and target.type == "list":
@@ -136,21 +196,30 @@ class Mapping(BaseModel):
                 text = _lookup(target.values, text)
             if not text:
                 continue
-            label = f"{target.field or target.custom} (column {key!r})"
             if target.custom is not None:
                 try:
-                    lead.custom[target.custom] = _typed(text, target.type)
-                except ValueError as exc:
-                    lead.problems.append(Problem(label, str(exc)))
+                    lead.custom[target.custom] = _typed(text, target.type, self._reading(target))
+                except NormalizationError as exc:
+                    lead.problems.append(Problem(name, exc.reason, text, "field"))
             elif target.field == "status":
                 try:
                     lead.status = catalogue.resolve(text).id
                 except UnknownStatusError:
                     lead.problems.append(
-                        Problem(label, f"no status for {text!r}: add it to the mapping's values")
+                        Problem(
+                            "status",
+                            "no status for this word: add it to the mapping's values",
+                            text,
+                            "field",
+                        )
                     )
             elif target.field == "full_name":
-                first, last = _split_name(text, target.order)
+                full = normalize.name(text)
+                lead.custom.setdefault("full_name", full)  # as given: splitting can err
+                order = target.order or self.name_order
+                if order is None:
+                    order = "family_first" if country in FAMILY_FIRST else "given_first"
+                first, last = split_name(full, order)
                 lead.fields.setdefault("first_name", first)
                 if last:
                     lead.fields.setdefault("last_name", last)
@@ -168,7 +237,89 @@ class Mapping(BaseModel):
                 lead.source_id = rid
             else:
                 lead.problems.append(Problem(self.id_column, "the id column is empty"))
+        if test:
+            mark_test_lead(lead, lead.source_id)
         return lead
+
+    def _reading(self, target: FieldMap) -> typed.Reading:
+        locale = target.locale or self.locale
+        decimal = target.decimal or self.decimal
+        if locale is None and decimal is None and self.default_region:
+            locale = typed.locale_for_region(self.default_region)
+        dayfirst = target.dayfirst if target.dayfirst is not None else self.dayfirst
+        return typed.Reading(locale, decimal, dayfirst)
+
+    def _country(self, row: MappingABC[str, Any]) -> str | None:
+        """The record's country as an ISO code, if it names one (names are split and
+        phones chosen by it before the record is normalised)."""
+        for key, target in self.fields().items():
+            if target.field == "country" and isinstance(row.get(key), str):
+                try:
+                    return normalize.country(_lookup(target.values, row[key].strip()))
+                except NormalizationError:
+                    return None
+        return None
+
+    def _multi(self, lead: Lead, field: str, value: Any, region: str | None) -> None:
+        """An email or phone given several times: the first valid one is the contact's,
+        the others go to a list attribute (`emails`, `phones`), none is dropped."""
+        given = value if isinstance(value, list) else _SEPARATED.split(str(value))
+        answers = [str(v).strip() for v in given if str(v).strip()]
+        if not answers:
+            return
+        chosen = next((a for a in answers if _valid(field, a, region)), answers[0])
+        lead.fields[field] = chosen
+        others = [a for a in answers if a != chosen]
+        if others:
+            kept = lead.custom.setdefault(MULTI[field], [])
+            kept.extend(a for a in others if a not in kept)
+
+
+# What Meta's lead testing tool writes into every answer it is not given
+# (reference/external-apis.md §A); Leads Center exports keep it.
+_DUMMY = re.compile(r"<test lead: dummy data for [^>]*>")
+
+
+def _placeholder(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(_placeholder(v) for v in value)
+    return isinstance(value, str) and _DUMMY.fullmatch(value.strip()) is not None
+
+
+def is_test_lead(row: MappingABC[str, Any]) -> bool:
+    """Whether a record comes from Meta's lead testing tool: some answer is its dummy
+    text (`<test lead: dummy data for city>`)."""
+    return any(_placeholder(v) for v in row.values())
+
+
+def mark_test_lead(lead: Lead, lead_id: str | None) -> None:
+    """A test lead is ingested, marked `is_test` (segments and audiences leave it out)
+    and, when it has an id, identified by that id only: its email is Meta's shared
+    `test@fb.com` or the admin's own, and must not fold a test into a real contact.
+    Its email and phone are then kept as the `emails`/`phones` attributes."""
+    lead.custom["is_test"] = True
+    if not lead_id:
+        return
+    for name, kept in MULTI.items():
+        value = lead.fields.pop(name, None)
+        if value:
+            values = lead.custom.setdefault(kept, [])
+            if value not in values:
+                values.insert(0, value)
+    lead.problems = [p for p in lead.problems if p.field not in MULTI]
+    lead.fields["external_id"] = lead_id
+    lead.context["id_namespace"] = f"{lead.source}:test-lead"
+
+
+def _valid(field: str, value: str, region: str | None) -> bool:
+    try:
+        if field == "email":
+            normalize.email(value)
+        else:
+            normalize.phone(value, region)
+    except NormalizationError:
+        return False
+    return True
 
 
 def load_mapping(path: Path) -> Mapping:
@@ -185,7 +336,9 @@ def _lookup(values: dict[str, str], text: str) -> str:
     return text
 
 
-def _split_name(text: str, order: str) -> tuple[str, str]:
+def split_name(text: str, order: str) -> tuple[str, str]:
+    """(first, last) from a full name; `family_first` reads `Nguyễn Văn Hùng` as
+    first `Văn Hùng`, last `Nguyễn`."""
     parts = text.split()
     if len(parts) == 1:
         return parts[0], ""
@@ -194,40 +347,18 @@ def _split_name(text: str, order: str) -> tuple[str, str]:
     return " ".join(parts[:-1]), parts[-1]
 
 
-_NUMBER_JUNK = re.compile(r"[\s\u00a0'_]")
-
-
-def _typed(text: str, kind: str) -> Any:
-    if kind in ("string", "list"):
-        return text if kind == "string" else [text]
+def _typed(text: str, kind: str, reading: typed.Reading) -> Any:
+    if kind == "string":
+        return text
+    if kind == "list":
+        return [text]
     if kind in ("number", "integer"):
-        clean = _NUMBER_JUNK.sub("", text)
-        if "," in clean and "." not in clean:
-            clean = clean.replace(",", ".")  # 12,50 in PL/VN/MY spreadsheets
-        try:
-            number = float(clean)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        if kind == "integer":
-            if not number.is_integer():
-                raise ValueError(f"{text!r} is not a whole number")
-            return int(number)
-        return number
+        return typed.number(text, reading, integer=kind == "integer")
     if kind == "boolean":
-        low = text.casefold()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ValueError(f"{text!r} is not yes/no")
+        return typed.boolean(text)
     if kind == "date":
-        for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%Y/%m/%d"):
-            try:
-                return datetime.strptime(text, fmt).date().isoformat()
-            except ValueError:
-                continue
-        raise ValueError(f"{text!r} is not a date (use YYYY-MM-DD)")
-    raise ValueError(f"unknown type {kind}")
+        return typed.day(text, reading)
+    raise NormalizationError(f"unknown type {kind}")
 
 
-__all__ = ["FieldMap", "Mapping", "load_mapping"]
+__all__ = ["FieldMap", "Mapping", "is_test_lead", "load_mapping", "mark_test_lead", "split_name"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 # Standard contact attributes, in display order. Anything else is a custom attribute.
 STANDARD_FIELDS: tuple[str, ...] = (
@@ -34,10 +34,19 @@ IDENTITY_FIELDS: tuple[str, ...] = ("email", "phone", "external_id")
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Why a record cannot be taken as it is: which field, and a reason a person can act on."""
+    """Why a record or one of its values cannot be taken as it is.
+
+    `reason` is a category a person can act on (`not a number`), never the value itself:
+    reasons reach summaries and logs, the value (`value`) only the quarantine row.
+    `kind` says what is lost: `record` (nothing identifies the person, or the record
+    cannot be read: the whole record is quarantined) or `field` (only this value is left
+    out; the person is still ingested and the value is kept as a field issue).
+    """
 
     field: str
     reason: str
+    value: str | None = None
+    kind: Literal["record", "field"] = "record"
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"

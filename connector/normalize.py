@@ -21,6 +21,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -65,11 +66,17 @@ def _domain(domain: str) -> str:
     try:
         return validate_email(f"x@{domain}", check_deliverability=False).domain.lower()
     except EmailNotValidError as exc:
-        raise NormalizationError(f"not an email address: {_email_reason(exc)}") from None
+        raise NormalizationError(f"invalid address ({_email_reason(exc)})") from None
 
 
 def _email_reason(exc: EmailNotValidError) -> str:
-    return str(exc).rstrip(".").replace("x@", "")
+    # email_validator's messages quote parts of the address: reasons are categories.
+    text = str(exc)
+    if "before the @" in text:
+        return "the part before the @"
+    if "after the @" in text or "domain" in text.lower():
+        return "the domain"
+    return "its syntax"
 
 
 def email(value: str) -> str:
@@ -80,13 +87,13 @@ def email(value: str) -> str:
         text = text[7:]
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
-        raise NormalizationError("not an email address: it needs one @ with a name and domain")
+        raise NormalizationError("invalid address (it needs one @ with a name and domain)")
     if len(local) <= 64 and _DOT_ATOM.fullmatch(local):
         return f"{local}@{_domain(domain)}"
     try:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise NormalizationError(f"not an email address: {_email_reason(exc)}") from None
+        raise NormalizationError(f"invalid address ({_email_reason(exc)})") from None
     return checked.normalized.lower()
 
 
@@ -95,23 +102,28 @@ def email(value: str) -> str:
 
 def phone(value: str, region: str | None = None) -> str:
     """E.164 (`+60123456789`). A number without a country code is read in `region`
-    (the record's country, else the source's, else the deployment's); numbers that
-    cannot be valid there are an error, never guessed."""
+    (the record's country, else the source's, else the deployment's), international
+    prefixes included: from AU `0011 32 12 34 56 78` is the Belgian +3212345678.
+    phonenumbers is the one truth; numbers it does not find valid are an error, never
+    guessed."""
     text = value.strip()
     if not text:
         raise NormalizationError("empty phone number")
+    region = region.upper() if region else None
     fast = _fast_e164(text, region)
     if fast is not None:
         return fast
-    if text.startswith("00"):
+    if not region and not text.startswith("+"):
+        if not text.startswith("00"):
+            raise NormalizationError(
+                "no country code and no default region: write it as +<country code>… "
+                "or set default_region"
+            )
+        # With no region to say which international prefix was dialled, 00 (ITU's
+        # recommended one, dialled in most of the world) is the only reading.
         text = "+" + text[2:]
-    if not text.startswith("+") and not region:
-        raise NormalizationError(
-            "no country code and no default region: write it as +<country code>… "
-            "or set default_region"
-        )
     try:
-        number = phonenumbers.parse(text, None if text.startswith("+") else region)
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         raise NormalizationError(f"not a phone number ({exc._msg})") from None
     if not phonenumbers.is_valid_number(number):
@@ -122,14 +134,24 @@ def phone(value: str, region: str | None = None) -> str:
 
 # The fast path: `phonenumbers.parse` is 60% of a phone's cost and most of its work is
 # for shapes people rarely type (extensions, vanity letters, carrier codes). Plain digit
-# strings are split into country code and national number here, and only a number that
-# phonenumbers then says is valid is taken; anything else goes the full way. A property
-# test checks both ways agree (tests/unit/test_normalize.py).
+# strings, `+` and a country code or a national number, are split here, and only a
+# number that phonenumbers then says is valid is taken; anything else (an international
+# prefix such as 00 or 0011, a national or carrier prefix phonenumbers may strip) goes
+# the full way. tests/unit/test_normalize.py proves both ways give the same answer for
+# every region's example numbers written with every region's international prefix and
+# in national form, and for random digit strings.
 _SEPARATORS = re.compile(r"[\s().\-/]+")
 
 
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    code: int
+    national_prefix: re.Pattern[str] | None
+    international_prefix: re.Pattern[str] | None
+
+
 @functools.lru_cache(maxsize=512)
-def _region_rules(region: str) -> tuple[int, re.Pattern[str] | None] | None:
+def _region_rules(region: str) -> _Rules | None:
     meta = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
     if meta is None or meta.national_prefix_transform_rule:
         return None  # e.g. Argentina rewrites numbers while parsing: full path
@@ -137,19 +159,24 @@ def _region_rules(region: str) -> tuple[int, re.Pattern[str] | None] | None:
     rx = re.compile(pattern) if pattern else None
     if rx is not None and rx.groups:
         return None  # carrier codes captured while stripping: full path
-    return int(meta.country_code or 0), rx
+    idd = re.compile(meta.international_prefix) if meta.international_prefix else None
+    return _Rules(int(meta.country_code or 0), rx, idd)
+
+
+@functools.lru_cache(maxsize=512)
+def _code_rules(code: int) -> _Rules | None:
+    region = phonenumbers.region_code_for_country_code(code)
+    return _region_rules(region) if region != phonenumbers.UNKNOWN_REGION else None
 
 
 def _fast_e164(text: str, region: str | None) -> str | None:
     compact = _SEPARATORS.sub("", text)
-    if compact.startswith("+"):
-        digits, international = compact[1:], True
-    elif compact.startswith("00"):
-        digits, international = compact[2:], True
-    else:
-        digits, international = compact, False
+    international = compact.startswith("+")
+    digits = compact[1:] if international else compact
     if not (digits.isascii() and digits.isdigit()):
         return None
+    if international and digits[0] == "0":
+        return None  # `+0…` is no country code: phonenumbers says what it is
     if international:
         for size in (1, 2, 3):
             code = int(digits[:size])
@@ -158,14 +185,18 @@ def _fast_e164(text: str, region: str | None) -> str | None:
                 break
         else:
             return None
+        rules = _code_rules(code)
+        if rules is None or (rules.national_prefix and rules.national_prefix.match(national)):
+            return None  # phonenumbers may strip a national prefix after the code
     else:
         rules = _region_rules(region) if region else None
         if rules is None:
             return None
-        code, prefix = rules
-        national = digits
-        if prefix is not None:
-            match = prefix.match(digits)
+        if rules.international_prefix and rules.international_prefix.match(digits):
+            return None  # dialled with this region's international prefix
+        code, national = rules.code, digits
+        if rules.national_prefix is not None:
+            match = rules.national_prefix.match(digits)
             if match and match.end():
                 national = digits[match.end() :]
     if not national or national[0] == "0" or len(national) > 17:
@@ -242,7 +273,7 @@ def state_key(value: str, country_code: str | None = None) -> str:
         if code:
             return code
         if (country_code or "").upper() == "US":
-            raise NormalizationError(f"not a US state: {value.strip()!r}")
+            raise NormalizationError("not a US state")
     return _letters(value, keep_spaces=False, digits=True)
 
 
@@ -257,7 +288,7 @@ def zip_key(value: str, country_code: str | None = None) -> str:
     if cc == "US":
         digits = text.split("-")[0]
         if not re.fullmatch(r"\d{5}(\d{4})?", digits):
-            raise NormalizationError(f"not a US ZIP code: {value.strip()!r}")
+            raise NormalizationError("not a US ZIP code")
         return digits[:5]
     if cc == "GB":
         match = _UK_POSTCODE.fullmatch(text)
@@ -265,7 +296,7 @@ def zip_key(value: str, country_code: str | None = None) -> str:
             return match.group(1) + match.group(2)
         if re.fullmatch(r"[a-z]{1,2}\d[a-z\d]?\d?", text):
             return text  # already area/district(/sector)
-        raise NormalizationError(f"not a UK postcode: {value.strip()!r}")
+        raise NormalizationError("not a UK postcode")
     if not text:
         raise NormalizationError("empty postal code")
     return text
@@ -347,7 +378,7 @@ def country(value: str) -> str:
     """ISO 3166-1 alpha-2, upper case (`Việt Nam`, `VNM`, `vn` -> `VN`)."""
     code = _countries().get(_fold(value))
     if code is None:
-        raise NormalizationError(f"unknown country {value.strip()!r}: use an ISO code like MY")
+        raise NormalizationError("unknown country (use an ISO code like MY)")
     return code
 
 
@@ -372,7 +403,7 @@ def date_of_birth(value: str, region: str | None = None) -> str:
     text = text.split("T")[0]
     match = _DATE_PARTS.fullmatch(text)
     if not match:
-        raise NormalizationError(f"not a date: {value.strip()!r} (write it as YYYY-MM-DD)")
+        raise NormalizationError("not a date (write it as YYYY-MM-DD)")
     a, b, c = (int(p) for p in match.groups())
     if len(match.group(1)) == 4:
         year, month, day = a, b, c
@@ -383,13 +414,13 @@ def date_of_birth(value: str, region: str | None = None) -> str:
         if month > 12 >= day:
             month, day = day, month
     else:
-        raise NormalizationError(f"not a date: {value.strip()!r} (the year needs 4 digits)")
+        raise NormalizationError("not a date (the year needs 4 digits)")
     try:
         born = date(year, month, day)
     except ValueError as exc:
-        raise NormalizationError(f"not a date: {value.strip()!r} ({exc})") from None
+        raise NormalizationError(f"not a date ({exc})") from None
     if not 1900 <= born.year <= date.today().year:
-        raise NormalizationError(f"year of birth {born.year} is outside 1900-now")
+        raise NormalizationError("year of birth outside 1900-now")
     return born.isoformat()
 
 
@@ -461,7 +492,7 @@ def gender(value: str) -> str | None:
         return _GENDERS[folded]
     if folded in _NOT_SAID:
         return None
-    raise NormalizationError(f"not a gender: {value.strip()!r} (expected m or f)")
+    raise NormalizationError("not a gender (expected m or f)")
 
 
 # -- match keys -----------------------------------------------------------------------

@@ -38,7 +38,7 @@ from connector.identity import (
 from connector.model import Lead, Resolved
 from connector.ports import Batch, LeadSource
 from connector.runtime.metrics import LEADS_INGESTED, QUARANTINED
-from connector.store import Store
+from connector.store import Store, issues
 from connector.store import ingest as writes
 from connector.store.tables import quarantine
 from connector.text import clean_leads
@@ -67,14 +67,25 @@ class IngestStats:
     merged: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    # Reasons are categories (`budget: not a number`), never values: a bad column is
+    # one reason with a count. Whole records and single fields are counted apart.
     reasons: Counter[str] = field(default_factory=Counter)
+    field_issues: int = 0
+    field_reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["reasons"] = dict(self.reasons.most_common())
+        out["field_reasons"] = dict(self.field_reasons.most_common())
         out["seconds"] = round(self.seconds, 3)
         return out
+
+
+def identifies(record: Resolved) -> bool:
+    """Whether a record can be ingested: something identifies the person and every
+    problem it has is one field's (left out and kept as a field issue)."""
+    return bool(record.keys) and all(p.kind == "field" for p in record.problems)
 
 
 def _prepare_many(records: list[Lead], region: str | None) -> list[Resolved]:
@@ -224,8 +235,11 @@ class Pipeline:
         context: dict[str, Any],
         also: Callable[[Connection], None] | None = None,
     ) -> None:
-        good = [r for r in resolved if not r.problems]
-        bad = [r for r in resolved if r.problems]
+        # One bad field never loses a person: a record is quarantined whole only when
+        # nothing identifies the person or it cannot be read; its bad fields are left
+        # out of the contact and kept as field issues (store/issues.py).
+        good = [r for r in resolved if identifies(r)]
+        bad = [r for r in resolved if not identifies(r)]
         for attempt in range(1, _RACE_ATTEMPTS + 1):
             try:
                 with self._transaction() as conn:
@@ -239,6 +253,7 @@ class Pipeline:
                     plan = resolver.finish()
                     writes.apply(conn, plan, now)
                     filed = writes.quarantine_records(conn, bad, context, now)
+                    issues.settle(conn, source, good, context, now)
                     if stream is not None and cursor is not _KEEP:
                         writes.save_cursor(conn, source, stream, cursor, now)
                     if also is not None:
@@ -261,6 +276,10 @@ class Pipeline:
         for record in bad:
             for problem in record.problems:
                 stats.reasons[f"{problem.field}: {problem.reason}"] += 1
+        for record in good:
+            stats.field_issues += len(record.problems)
+            for problem in record.problems:
+                stats.field_reasons[f"{problem.field}: {problem.reason}"] += 1
         log.info(
             "ingest.batch",
             source=source,
@@ -346,7 +365,10 @@ def retry_quarantine(
     attempt. `remap` returns None for records whose adapter is not installed."""
     pipeline = Pipeline(store, default_region=default_region, workers=0)
     stats = IngestStats()
-    query = select(quarantine).where(quarantine.c.resolved_at.is_(None))
+    # Field issues are values of contacts already ingested: nothing to map again.
+    query = select(quarantine).where(
+        quarantine.c.resolved_at.is_(None), quarantine.c.kind == issues.RECORD
+    )
     if source:
         query = query.where(quarantine.c.source == source)
     with store.reader.connect() as conn:
@@ -358,7 +380,7 @@ def retry_quarantine(
         record = prepare(lead, default_region)
         stats.rows += 1
         now = datetime.now(UTC)
-        if record.problems:
+        if not identifies(record):
             with store.engine.begin() as conn:
                 conn.execute(
                     update(quarantine)
@@ -381,6 +403,7 @@ def retry_quarantine(
                 .where(quarantine.c.id == row["id"])
                 .values(resolved_at=now, attempts=row["attempts"] + 1)
             )
-        for name in ("created", "updated", "merged", "unchanged"):
+        for name in ("created", "updated", "merged", "unchanged", "field_issues"):
             setattr(stats, name, getattr(stats, name) + getattr(pipeline.stats, name))
+        stats.field_reasons.update(pipeline.stats.field_reasons)
     return stats

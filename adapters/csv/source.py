@@ -168,6 +168,12 @@ class CsvSource:
         if dupes:
             raise SourceError(f"{path}: duplicate column names {dupes}; rename them")
         missing = [c for c in self.mapping.fields() if c not in header]
+        if missing and len(missing) == len(self.mapping.fields()):
+            # Likely no header at all: the first row is a person's data, not to be shown.
+            raise SourceError(
+                f"{path}: the first row has none of the mapping's columns {missing}: "
+                "the file seems to have no header row; add one"
+            )
         if missing:
             raise SourceError(
                 f"{path}: the mapping names columns the file does not have: {missing}; "

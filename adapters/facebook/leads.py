@@ -4,6 +4,8 @@ The default mapping covers Meta's standard question keys; any other question bec
 custom attribute of the same name, so nothing a form asks is lost before an admin has
 written a mapping. Consent checkboxes (`custom_disclaimer_responses`) are kept in the
 lead's context and, as `consent:<checkbox_key>`, can be mapped like any answer.
+Leads from Meta's testing tool are recognised by their dummy answers, ingested and
+marked `is_test`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.mapping import FieldMap, Mapping
+from connector.mapping import FieldMap, Mapping, mark_test_lead
 from connector.model import Lead, Problem
 from connector.statuses import Catalogue
 
@@ -67,11 +69,13 @@ def answers(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
         return row, [Problem("field_data", "missing or not a list of answers")]
     for item in field_data:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            problems.append(Problem("field_data", f"an answer without a question key: {item!r}"))
+            problems.append(Problem("field_data", "an answer without a question key"))
             continue
         values = item.get("values")
         if not isinstance(values, list):
-            problems.append(Problem(item["name"], "answer values are not a list"))
+            problems.append(
+                Problem(item["name"], "answer values are not a list", str(values), "field")
+            )
             continue
         values = [str(v) for v in values if v is not None]
         row[item["name"]] = values[0] if len(values) == 1 else values
@@ -117,13 +121,17 @@ def to_lead(
         row, source=source, ref=f"lead {lead_id or '?'}", catalogue=catalogue, region=region
     )
     lead.problems[:0] = problems
+    if lead.custom.get("is_test"):
+        # Meta's testing tool answers test@fb.com for every test lead, or the admin's
+        # own address: only the lead id tells test leads apart (§A).
+        mark_test_lead(lead, lead_id)
     if not lead_id.isdigit():
-        lead.problems.append(Problem("id", f"not a Graph lead id: {lead_id!r}"))
+        lead.problems.append(Problem("id", "not a Graph lead id", lead_id))
     lead.source_id = lead_id or None
     lead.raw = raw
     lead.occurred_at = created_at(raw)
     if lead.occurred_at is None:
-        lead.problems.append(Problem("created_time", f"unreadable: {raw.get('created_time')!r}"))
+        lead.problems.append(Problem("created_time", "unreadable", str(raw.get("created_time"))))
     context: dict[str, Any] = {k: raw[k] for k in _AD_CONTEXT if raw.get(k) is not None}
     if "is_organic" not in context:
         # No ad ids: an organic lead, an Ad Preview lead, or a token without

@@ -52,7 +52,10 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def verified(secret: str, body: bytes, header: str | None) -> bool:
-    return bool(header) and hmac.compare_digest(signature(secret, body), str(header))
+    # Bytes, not str: compare_digest refuses non-ASCII str (a TypeError, so a 500),
+    # and a header with such characters is a forgery like any other (403).
+    given = str(header or "").encode("utf-8", "surrogateescape")
+    return bool(given) and hmac.compare_digest(signature(secret, body).encode(), given)
 
 
 def routes(runtime: Runtime, config: FacebookConfig) -> list[Route]:

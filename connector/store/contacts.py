@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, 
 
 from connector.model import STANDARD_FIELDS
 from connector.statuses import UNKNOWN
+from connector.store import issues
 from connector.store.engine import Store
 from connector.store.ingest import merge_rows
 from connector.store.tables import (
@@ -210,6 +211,7 @@ def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
                 select(leads).where(leads.c.contact_id == live).order_by(leads.c.id)
             )
         ]
+        out["field_issues"] = issues.open_for_contact(conn, live)
         out["interactions"] = [
             {"kind": i.kind, "at": _iso(i.occurred_at), "source": i.source, "data": i.data}
             for i in conn.execute(
@@ -254,10 +256,15 @@ def merge_contacts(store: Store, survivor: int, absorbed: int, actor: str | None
         return keep
 
 
-def quarantine_list(store: Store, include_resolved: bool = False) -> list[dict[str, Any]]:
+def quarantine_list(
+    store: Store, include_resolved: bool = False, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """Quarantine rows: whole records (`kind` 'record'), field issues ('field'), or both."""
     query = select(quarantine).order_by(quarantine.c.id)
     if not include_resolved:
         query = query.where(quarantine.c.resolved_at.is_(None))
+    if kind is not None:
+        query = query.where(quarantine.c.kind == kind)
     with store.reader.connect() as conn:
         return [
             {
@@ -267,6 +274,8 @@ def quarantine_list(store: Store, include_resolved: bool = False) -> list[dict[s
                 "field": q.field,
                 "reason": q.reason,
                 "attempts": q.attempts,
+                "kind": q.kind,
+                "contact_id": q.contact_id,
                 "created_at": _iso(q.created_at),
                 "resolved_at": _iso(q.resolved_at),
                 "raw": q.raw,

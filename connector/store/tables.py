@@ -191,7 +191,13 @@ quarantine = Table(
     Column("attempts", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("resolved_at", UTCDateTime()),
+    # 'record': a whole record nobody can identify or read; 'field': one value left
+    # out of a contact that was ingested (contact_id), so one bad field never loses a
+    # person (0003_field_issues).
+    Column("kind", String(16), nullable=False, server_default="record"),
+    Column("contact_id", Integer, ForeignKey("contacts.id")),
     UniqueConstraint("source", "fingerprint"),
+    Index(None, "contact_id"),
 )
 
 # -- runtime: what the daemon keeps about its own work ---------------------------------

@@ -57,6 +57,15 @@ def test_missing_and_duplicate_columns_are_clear(tmp_path: Path) -> None:
         source(dup).check()
 
 
+def test_a_file_without_a_header_is_named_without_printing_its_first_row(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "f.csv", "Łukasz,lukasz@wp.pl,Kraków\n", "utf-8")
+    with pytest.raises(SourceError, match="no header row") as err:
+        source(path).check()
+    assert "lukasz@wp.pl" not in str(err.value) and "Łukasz" not in str(err.value)
+
+
 def test_cursor_resumes_same_file_and_restarts_changed_file(tmp_path: Path) -> None:
     lines = "".join(f"P{i};p{i}@x.com;C\n" for i in range(10))
     path = write(tmp_path / "f.csv", "Imię;E-mail;Miasto\n" + lines, "utf-8")

@@ -53,13 +53,15 @@ def test_full_name_orders() -> None:
     }
 
 
-def test_problems_name_the_column() -> None:
+def test_problems_are_field_issues_with_a_category_and_the_value_apart() -> None:
     lead = apply({"Status": "Może", "Budżet": "dużo"})
-    assert [p.field for p in lead.problems] == [
-        "status (column 'Status')",
-        "budget (column 'Budżet')",
+    assert [(p.field, p.kind, p.value) for p in lead.problems] == [
+        ("status", "field", "Może"),
+        ("budget", "field", "dużo"),
     ]
     assert "add it to the mapping's values" in lead.problems[0].reason
+    # Reasons are categories: summaries count them, so they never quote the value.
+    assert all(p.value not in p.reason for p in lead.problems if p.value)
 
 
 def test_invalid_mapping_file_names_line_and_field(tmp_path: Path) -> None:

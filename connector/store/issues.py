@@ -1,0 +1,183 @@
+"""Field issues: one value of an ingested person that could not be taken.
+
+A bad email, phone, country or typed custom answer is left out of the contact and kept
+here, in the quarantine table with `kind` 'field' and the contact it belongs to, so the
+person is never lost for one bad value and the value is never lost either. Reasons are
+categories; the value as given lives only in the row's `raw`. A later record from the
+same source that gives the contact a good value for that field resolves the issue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, or_, select, update
+
+from connector.identity import content_hash
+from connector.model import Resolved
+from connector.store.bulk import among, insert_rows
+from connector.store.tables import contacts, leads, quarantine
+
+FIELD = "field"
+RECORD = "record"
+
+
+def settle(
+    conn: Connection,
+    source: str,
+    records: Sequence[Resolved],
+    context: dict[str, Any],
+    now: datetime,
+) -> tuple[int, int]:
+    """File the field issues of `records` (already written) and resolve the open issues
+    their good values fix. Returns (newly filed, resolved). Runs in the batch's
+    transaction; a batch with no field issues, from a source with none open, costs one
+    small query."""
+    flawed = [r for r in records if r.problems]
+    open_here = (
+        conn.execute(
+            select(quarantine.c.id)
+            .where(
+                quarantine.c.source == source,
+                quarantine.c.kind == FIELD,
+                quarantine.c.resolved_at.is_(None),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+    if not flawed and not open_here:
+        return 0, 0
+    wanted = records if open_here else flawed
+    contact_of = _contacts_of(conn, source, [r.source_id for r in wanted])
+    filed = _file(conn, source, flawed, contact_of, context, now)
+    resolved = _resolve(conn, source, records, contact_of, now) if open_here else 0
+    return filed, resolved
+
+
+def _contacts_of(conn: Connection, source: str, source_ids: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for cond in among(conn, leads.c.source_id, list(set(source_ids))):
+        rows = conn.execute(
+            select(leads.c.source_id, leads.c.contact_id).where(leads.c.source == source, cond)
+        )
+        found.update((s, c) for s, c in rows)
+    return found
+
+
+def fingerprint(source: str, source_id: str, field: str, value: str | None) -> str:
+    """Which field issue this is: the same value of the same record's field."""
+    return content_hash(FIELD, source, source_id, field, value)
+
+
+def _file(
+    conn: Connection,
+    source: str,
+    records: Sequence[Resolved],
+    contact_of: dict[str, int],
+    context: dict[str, Any],
+    now: datetime,
+) -> int:
+    candidates: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for problem in record.problems:
+            fp = fingerprint(source, record.source_id, problem.field, problem.value)
+            candidates[fp] = {
+                "source": source,
+                "ref": record.ref,
+                "field": problem.field,
+                "reason": problem.reason,
+                "raw": {"field": problem.field, "value": problem.value},
+                "context": {**context, "source_id": record.source_id},
+                "fingerprint": fp,
+                "attempts": 1,
+                "created_at": now,
+                "resolved_at": None,
+                "kind": FIELD,
+                "contact_id": contact_of.get(record.source_id),
+            }
+    if not candidates:
+        return 0
+    seen: dict[str, Any] = {}
+    for cond in among(conn, quarantine.c.fingerprint, list(candidates)):
+        found = conn.execute(
+            select(quarantine.c.fingerprint, quarantine.c.resolved_at).where(
+                quarantine.c.source == source, cond
+            )
+        )
+        seen.update((fp, at) for fp, at in found)
+    # The same bad value given again after it was fixed opens its issue again.
+    reopened = [fp for fp, at in seen.items() if at is not None]
+    for cond in among(conn, quarantine.c.fingerprint, reopened):
+        conn.execute(
+            update(quarantine)
+            .where(quarantine.c.source == source, cond)
+            .values(resolved_at=None, attempts=quarantine.c.attempts + 1)
+        )
+    rows = [row for fp, row in candidates.items() if fp not in seen]
+    insert_rows(conn, quarantine, rows)
+    return len(rows)
+
+
+def _resolve(
+    conn: Connection,
+    source: str,
+    records: Sequence[Resolved],
+    contact_of: dict[str, int],
+    now: datetime,
+) -> int:
+    fixed: set[tuple[int, str]] = set()
+    for record in records:
+        contact = contact_of.get(record.source_id)
+        if contact is None:
+            continue
+        good = set(record.attrs) | set(record.custom)
+        if record.status is not None:
+            good.add("status")
+        good -= {p.field for p in record.problems}
+        fixed.update((contact, name) for name in good)
+    if not fixed:
+        return 0
+    ids = sorted({c for c, _ in fixed})
+    open_rows: list[int] = []
+    for cond in among(conn, quarantine.c.contact_id, ids):
+        rows = conn.execute(
+            select(quarantine.c.id, quarantine.c.contact_id, quarantine.c.field).where(
+                quarantine.c.source == source,
+                quarantine.c.kind == FIELD,
+                quarantine.c.resolved_at.is_(None),
+                cond,
+            )
+        )
+        open_rows.extend(i for i, c, f in rows if (c, f) in fixed)
+    for cond in among(conn, quarantine.c.id, open_rows):
+        conn.execute(update(quarantine).where(cond).values(resolved_at=now))
+    return len(open_rows)
+
+
+def open_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
+    """The contact's open field issues, oldest first (for `contacts show`), with those
+    filed on contacts merged into it."""
+    absorbed = select(contacts.c.id).where(contacts.c.merged_into == contact_id)
+    rows = conn.execute(
+        select(quarantine)
+        .where(
+            or_(quarantine.c.contact_id == contact_id, quarantine.c.contact_id.in_(absorbed)),
+            quarantine.c.kind == FIELD,
+            quarantine.c.resolved_at.is_(None),
+        )
+        .order_by(quarantine.c.id)
+    )
+    return [
+        {
+            "id": q.id,
+            "source": q.source,
+            "ref": q.ref,
+            "field": q.field,
+            "reason": q.reason,
+            "value": (q.raw or {}).get("value") if isinstance(q.raw, dict) else None,
+        }
+        for q in rows
+    ]
