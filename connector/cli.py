@@ -72,7 +72,11 @@ class AppState:
 
     def store(self) -> Store:
         config = self.config()
-        return open_store(self.store_url or config.store.url, config.catalogue())
+        return open_store(
+            self.store_url or config.store.url,
+            config.catalogue(),
+            identity=config.identity.rules(),
+        )
 
 
 def state(ctx: typer.Context) -> AppState:
@@ -112,7 +116,16 @@ def print_stats(
         print_json(summary)
         return
     table = Table(title=title, show_header=False)
-    for key in ("rows", "created", "updated", "merged", "unchanged", "quarantined"):
+    for key in (
+        "rows",
+        "created",
+        "updated",
+        "merged",
+        "unchanged",
+        "folded",
+        "quarantined",
+        "skipped",
+    ):
         table.add_row(key, str(summary[key]))
     table.add_row("seconds", f"{stats.seconds:.2f}")
     out.print(table)
@@ -499,7 +512,11 @@ def run_daemon(
         logs.configure(1)  # the daemon logs at INFO: counts and ids, nothing personal
     app_state = state(ctx)
     config = app_state.config()
-    store = open_store(app_state.store_url or config.store.url, config.catalogue())
+    store = open_store(
+        app_state.store_url or config.store.url,
+        config.catalogue(),
+        identity=config.identity.rules(),
+    )
     daemon = Daemon(config, store, config_path=app_state.config_path)
     try:
         code = daemon.run(once=once, host=host, port=port)
