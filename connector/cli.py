@@ -263,6 +263,73 @@ def contacts_merge(
     out.print(f"merged {absorbed} into {kept}")
 
 
+@GROUPS["contacts"].command("unmerge")
+def contacts_unmerge(
+    ctx: typer.Context,
+    contact_id: int = typer.Argument(help="The absorbed contact to bring back."),
+    actor: str | None = typer.Option(None, help="Who unmerges (kept in the timeline)."),
+) -> None:
+    """Undo the merge that absorbed CONTACT_ID: it comes back with its identities,
+    leads, interactions and values."""
+    restored, survivor = contact_store.unmerge(state(ctx).store(), contact_id, actor)
+    out.print(f"contact {restored} is back, apart from {survivor}")
+
+
+duplicates_app = typer.Typer(
+    help="Contacts a shared key joined whose names clearly disagree: merge or dismiss.",
+    invoke_without_command=True,
+)
+GROUPS["contacts"].add_typer(duplicates_app, name="duplicates")
+
+
+@duplicates_app.callback()
+def contacts_duplicates(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="JSON lines, one pair each."),
+    include_settled: bool = typer.Option(
+        False, "--all", help="Also pairs dismissed, merged or since become one contact."
+    ),
+) -> None:
+    """Possible duplicates, for a person to `contacts merge` or `duplicates dismiss`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    pairs = contact_store.duplicates(state(ctx).store(), include_settled)
+    if as_json:
+        for pair in pairs:
+            print_json(pair)
+        return
+    table = Table(title=f"{len(pairs)} possible duplicates")
+    for column in ("id", "shared", "contact", "name", "other", "other's name"):
+        table.add_column(column)
+    for pair in pairs:
+        a, b = pair["contacts"]
+        table.add_row(
+            str(pair["id"]),
+            pair["key"],
+            str(a["id"]),
+            " ".join(x for x in (a["first_name"], a["last_name"]) if x),
+            str(b["id"]),
+            " ".join(x for x in (b["first_name"], b["last_name"]) if x),
+        )
+    out.print(table)
+    if pairs:
+        out.print(
+            "Same person? [bold]leadsync contacts merge SURVIVOR ABSORBED[/]. "
+            "Not? [bold]leadsync contacts duplicates dismiss ID[/]."
+        )
+
+
+@duplicates_app.command("dismiss")
+def contacts_duplicates_dismiss(
+    ctx: typer.Context,
+    pair_id: int = typer.Argument(help="The possible duplicate's id (from the list)."),
+    actor: str | None = typer.Option(None, help="Who dismisses it."),
+) -> None:
+    """They are different people: stop offering the pair."""
+    contact_store.dismiss_duplicate(state(ctx).store(), pair_id, actor)
+    out.print(f"possible duplicate {pair_id} dismissed")
+
+
 @GROUPS["contacts"].command("set-status")
 def contacts_set_status(
     ctx: typer.Context,
