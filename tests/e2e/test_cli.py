@@ -47,10 +47,19 @@ def store(tmp_path: Path) -> str:
 def test_import_sample_twice_then_look(store: str, tmp_path: Path) -> None:
     args = [*IMPORT_SAMPLE, "--json"]
     first = json.loads(run(*args, store=store).stdout)
-    assert first["rows"] == 34
-    assert first["quarantined"] == 6
-    # 28 good rows: 4 repeat people already seen, 2 merge two contacts each into one
-    assert first["created"] == 20 and first["merged"] == 2
+    assert first["rows"] == 39
+    assert first["quarantined"] == 6 and first["skipped"] == 1  # one blank row
+    # 32 good rows: 23 people; 6 rows fold into a person an earlier row made, 2 merge
+    # two contacts each into one, 1 (row 16) is row 5 again, written differently.
+    assert (first["created"], first["merged"], first["folded"], first["unchanged"]) == (
+        23,
+        2,
+        6,
+        1,
+    )
+    assert first["updated"] == 0
+    outcomes = ("created", "updated", "merged", "unchanged", "folded", "quarantined", "skipped")
+    assert sum(first[k] for k in outcomes) == first["rows"]
     again = json.loads(run(*args, store=store).stdout)  # the same file: its cursor is at the end
     assert (again["rows"], again["created"]) == (0, 0)
     # A copy is another file, read row by row: every row is recognised, nothing changes.
@@ -58,10 +67,22 @@ def test_import_sample_twice_then_look(store: str, tmp_path: Path) -> None:
     copy.write_bytes(Path(IMPORT_SAMPLE[2]).read_bytes())
     with_copy = [str(copy) if a == IMPORT_SAMPLE[2] else a for a in args]
     second = json.loads(run(*with_copy, store=store).stdout)
-    assert second["rows"] == 34 and second["unchanged"] == 28 and second["quarantined"] == 6
+    assert second["rows"] == 39 and second["unchanged"] == 32 and second["quarantined"] == 6
     assert (second["created"], second["updated"], second["merged"]) == (0, 0, 0)
+    assert sum(second[k] for k in outcomes) == second["rows"]
     contacts = lines(run("contacts", "list", "--json", "--limit", "100", store=store).stdout)
-    assert len(contacts) == 20
+    assert len(contacts) == 23
+    # Two people sharing an office phone are kept apart and offered as possible duplicates.
+    [pair] = lines(run("contacts", "duplicates", "--json", store=store).stdout)
+    assert pair["key"] == "phone:+48226281234"
+    assert {c["last_name"] for c in pair["contacts"]} == {"Nowak", "Kowalski"}
+    # An unaccented spelling of a person does not replace the accented one.
+    gosia = next(c for c in contacts if c["email"] == "malgorzata.wojcik@onet.pl")
+    assert (gosia["first_name"], gosia["last_name"], gosia["city"]) == (
+        "Małgorzata",
+        "Wójcik",
+        "Kraków",
+    )
     siti = next(c for c in contacts if c["email"] == "siti.nurhaliza@gmail.com")
     assert siti["phone"] == "+60123456789" and siti["status_name"] == "New"
     assert siti["custom"] == {"budget": 12500.0, "marketing_consent": True}
@@ -114,7 +135,7 @@ def test_quarantine_retry_after_fixing_the_mapping(store: str, tmp_path: Path) -
 
 def test_dry_run_writes_nothing(store: str) -> None:
     out = json.loads(run(*IMPORT_SAMPLE, "--dry-run", "--json", store=store).stdout)
-    assert out["created"] == 20 and out["dry_run"] is True
+    assert out["created"] == 23 and out["dry_run"] is True
     assert lines(run("contacts", "list", "--json", store=store).stdout) == []
 
 
@@ -186,7 +207,7 @@ def test_db_upgrade_and_demo(tmp_path: Path) -> None:
     demo = run("demo", "--workdir", str(tmp_path / "demo"), "--seconds", "9")
     text = " ".join(demo.stdout.split())
     # A copy of the CSV, read row by row, changed nothing.
-    assert "34 rows read, 0 created, 0 updated, 0 merged, 28 unchanged" in text
+    assert "39 rows read, 0 created, 0 updated, 0 merged, 32 unchanged" in text
     assert "the daemon listens on http://127.0.0.1:" in text
     # The daemon polled the emulator and took leads by webhook while it ran.
     from sqlalchemy import create_engine, func, select
