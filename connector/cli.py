@@ -73,7 +73,11 @@ class AppState:
 
     def store(self) -> Store:
         config = self.config()
-        return open_store(self.store_url or config.store.url, config.catalogue())
+        return open_store(
+            self.store_url or config.store.url,
+            config.catalogue(),
+            identity=config.identity.rules(),
+        )
 
 
 def state(ctx: typer.Context) -> AppState:
@@ -113,7 +117,16 @@ def print_stats(
         print_json(summary)
         return
     table = Table(title=title, show_header=False)
-    for key in ("rows", "created", "updated", "merged", "unchanged", "quarantined"):
+    for key in (
+        "rows",
+        "created",
+        "updated",
+        "merged",
+        "unchanged",
+        "folded",
+        "quarantined",
+        "skipped",
+    ):
         table.add_row(key, str(summary[key]))
     table.add_row("seconds", f"{stats.seconds:.2f}")
     if stats.field_issues:
@@ -270,6 +283,73 @@ def contacts_merge(
     """Fold ABSORBED into SURVIVOR."""
     kept = contact_store.merge_contacts(state(ctx).store(), survivor, absorbed, actor)
     out.print(f"merged {absorbed} into {kept}")
+
+
+@GROUPS["contacts"].command("unmerge")
+def contacts_unmerge(
+    ctx: typer.Context,
+    contact_id: int = typer.Argument(help="The absorbed contact to bring back."),
+    actor: str | None = typer.Option(None, help="Who unmerges (kept in the timeline)."),
+) -> None:
+    """Undo the merge that absorbed CONTACT_ID: it comes back with its identities,
+    leads, interactions and values."""
+    restored, survivor = contact_store.unmerge(state(ctx).store(), contact_id, actor)
+    out.print(f"contact {restored} is back, apart from {survivor}")
+
+
+duplicates_app = typer.Typer(
+    help="Contacts a shared key joined whose names clearly disagree: merge or dismiss.",
+    invoke_without_command=True,
+)
+GROUPS["contacts"].add_typer(duplicates_app, name="duplicates")
+
+
+@duplicates_app.callback()
+def contacts_duplicates(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="JSON lines, one pair each."),
+    include_settled: bool = typer.Option(
+        False, "--all", help="Also pairs dismissed, merged or since become one contact."
+    ),
+) -> None:
+    """Possible duplicates, for a person to `contacts merge` or `duplicates dismiss`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    pairs = contact_store.duplicates(state(ctx).store(), include_settled)
+    if as_json:
+        for pair in pairs:
+            print_json(pair)
+        return
+    table = Table(title=f"{len(pairs)} possible duplicates")
+    for column in ("id", "shared", "contact", "name", "other", "other's name"):
+        table.add_column(column)
+    for pair in pairs:
+        a, b = pair["contacts"]
+        table.add_row(
+            str(pair["id"]),
+            pair["key"],
+            str(a["id"]),
+            " ".join(x for x in (a["first_name"], a["last_name"]) if x),
+            str(b["id"]),
+            " ".join(x for x in (b["first_name"], b["last_name"]) if x),
+        )
+    out.print(table)
+    if pairs:
+        out.print(
+            "Same person? [bold]leadsync contacts merge SURVIVOR ABSORBED[/]. "
+            "Not? [bold]leadsync contacts duplicates dismiss ID[/]."
+        )
+
+
+@duplicates_app.command("dismiss")
+def contacts_duplicates_dismiss(
+    ctx: typer.Context,
+    pair_id: int = typer.Argument(help="The possible duplicate's id (from the list)."),
+    actor: str | None = typer.Option(None, help="Who dismisses it."),
+) -> None:
+    """They are different people: stop offering the pair."""
+    contact_store.dismiss_duplicate(state(ctx).store(), pair_id, actor)
+    out.print(f"possible duplicate {pair_id} dismissed")
 
 
 @GROUPS["contacts"].command("set-status")
@@ -540,7 +620,11 @@ def run_daemon(
         logs.configure(1)  # the daemon logs at INFO: counts and ids, nothing personal
     app_state = state(ctx)
     config = app_state.config()
-    store = open_store(app_state.store_url or config.store.url, config.catalogue())
+    store = open_store(
+        app_state.store_url or config.store.url,
+        config.catalogue(),
+        identity=config.identity.rules(),
+    )
     daemon = Daemon(config, store, config_path=app_state.config_path)
     try:
         code = daemon.run(once=once, host=host, port=port)

@@ -10,7 +10,7 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector import yamlload
+from connector.identity import IdentityRules
 from connector.statuses import CANONICAL, Catalogue, Status
 
 CONFIG_ENV = "LEADSYNC_CONFIG"
@@ -82,6 +83,57 @@ class StatusesConfig(BaseModel):
     def catalogue(self) -> Catalogue:
         custom = [Status(s.id, s.name, s.rank, s.terminal) for s in self.custom]
         return Catalogue.build(custom, self.rename, self.delete)
+
+
+IdentityKey = Literal["email", "phone", "external_id"]
+SurvivorRule = Literal["customer", "rank", "person_changed", "oldest"]
+
+
+def _default_keys() -> list[IdentityKey]:
+    return ["email", "phone", "external_id"]
+
+
+def _default_survivor() -> list[SurvivorRule]:
+    return ["customer", "rank", "person_changed", "oldest"]
+
+
+class IdentityConfig(BaseModel):
+    """Which records are one person, and who survives an automatic merge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[IdentityKey] = Field(
+        default_factory=_default_keys,
+        min_length=1,
+        description="Fields that identify a person, in priority order: a record whose "
+        "keys point at contacts that cannot be one person goes to the one found by the "
+        "first key. Leave one out to stop it joining records (e.g. a shared phone).",
+    )
+    phone_requires_name: bool = Field(
+        False,
+        description="A shared phone joins a record to a contact only when both have a "
+        "name and the names agree (offices and families share phones). Off: a phone "
+        "joins unless the names clearly disagree, which is never merged automatically.",
+    )
+    survivor: list[SurvivorRule] = Field(
+        default_factory=_default_survivor,
+        min_length=1,
+        description="How the survivor of an automatic merge is chosen, rule by rule: "
+        "customer (Won outranks everything, so a customer stays a customer), rank "
+        "(furthest along the funnel), person_changed (the one a person changed last), "
+        "oldest. The oldest always decides last. A merge by hand keeps the person's "
+        "choice.",
+    )
+
+    @field_validator("keys", "survivor")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each entry once")
+        return value
+
+    def rules(self) -> IdentityRules:
+        return IdentityRules(tuple(self.keys), self.phone_requires_name, tuple(self.survivor))
 
 
 class ServerConfig(BaseModel):
@@ -190,6 +242,10 @@ class LeadsyncConfig(BaseModel):
         default_factory=StatusesConfig, description="Custom statuses, renames and deletions."
     )
 
+    identity: IdentityConfig = Field(
+        default_factory=IdentityConfig,
+        description="Identity keys, possible duplicates and the merge survivor rule.",
+    )
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="The daemon's HTTP server."
     )

@@ -8,25 +8,33 @@ memory over what the store already knows about the batch's keys and produces a `
 that store.ingest writes in one transaction. Rules (DOMAIN.md):
 - email, E.164 phone and external ids identify a person; (source, source id)
   identifies an observation, so a changed lead lands on the contact it landed on before;
+- which keys identify is configurable (`IdentityRules`, the YAML's `identity:`);
+- every value remembers when it was observed (the record's occurred_at, else when it
+  was received): an older observation never overwrites a newer one, in any order;
 - a record matching one contact updates it; matching several merges them: the
-  survivor's values win, the absorbed contacts fill its blanks and leave tombstones;
-- the survivor is the contact furthest along the funnel (highest status rank), then
-  the oldest, so a merge never throws away sales progress and the result is stable.
+  survivor's values win, the absorbed contacts fill its blanks and leave tombstones,
+  and each merge is logged with what came from where, so it can be undone;
+- contacts a shared key would join but whose names clearly disagree (an office phone,
+  an info@ address) are kept apart as possible duplicates, for a person to decide;
+- the survivor is a customer (Won) before anything else, then the contact furthest
+  along the funnel, then the one a person changed last, then the oldest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from connector import normalize
 from connector.model import IDENTITY_FIELDS, Lead, Problem, Resolved, identity_key
-from connector.statuses import NEW, Catalogue
+from connector.statuses import NEW, WON, Catalogue
 
 # field -> normaliser(value, region); each raises normalize.NormalizationError.
 _NORMALISERS: dict[str, Callable[[str, str | None], str | None]] = {
@@ -144,9 +152,95 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+# Identity keys by the field that gives them (the kinds of `model.identity_key`).
+KEY_KINDS: dict[str, str] = {"email": "email", "phone": "phone", "external_id": "ext"}
+# Survivor rules of an automatic merge, in their default order (DOMAIN.md).
+SURVIVOR_RULES: tuple[str, ...] = ("customer", "rank", "person_changed", "oldest")
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRules:
+    """Which keys identify a person in this deployment, and who survives a merge.
+
+    `keys` are fields (email, phone, external_id), in priority order: when a record's
+    keys point at contacts that cannot all be one person, the one found by the first
+    key gets the record. `phone_requires_name`: a shared phone joins a record to a
+    contact only when both have a name and the names agree. `survivor`: the order of
+    rules choosing the survivor of an automatic merge (the oldest decides last)."""
+
+    keys: tuple[str, ...] = ("email", "phone", "external_id")
+    phone_requires_name: bool = False
+    survivor: tuple[str, ...] = SURVIVOR_RULES
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(KEY_KINDS[k] for k in self.keys)
+
+
+def stamp(when: datetime) -> str:
+    """An observation time as stored in `contacts.observed`: fixed-width UTC text, so
+    comparing the strings compares the times."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Letters NFKD does not decompose into a base letter and a mark.
+_FOLD = str.maketrans(
+    {"ł": "l", "Ł": "l", "đ": "d", "Đ": "d", "ø": "o", "Ø": "o", "ß": "ss", "ı": "i"}
+)
+_TOKEN = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, slots=True)
+class PersonName:
+    """The words of a person's name, folded (no case, no accents), and which parts of
+    a name they come from (first, last; a full name is both)."""
+
+    words: frozenset[str]
+    parts: frozenset[str]
+
+
+_NO_NAME = PersonName(frozenset(), frozenset())
+_BOTH = frozenset(("first", "last"))
+
+
+def _fold_words(text: str) -> frozenset[str]:
+    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return frozenset(_TOKEN.findall(plain))
+
+
+def person_name(attrs: dict[str, Any]) -> PersonName:
+    """What two records' names are compared by."""
+    first, last = attrs.get("first_name"), attrs.get("last_name")
+    if first or last:
+        parts = frozenset(p for p, v in (("first", first), ("last", last)) if v)
+        return PersonName(_fold_words(" ".join(str(v) for v in (first, last) if v)), parts)
+    full = attrs.get("full_name")
+    return PersonName(_fold_words(str(full)), _BOTH) if full else _NO_NAME
+
+
+def names_disagree(a: PersonName, b: PersonName) -> bool:
+    """Clearly different people: both have a name, written in parts that can be
+    compared (a first name alone says nothing against a last name alone), and neither
+    holds the other's words ("Anna" and "Anna Nowak" agree, and so do "Tan Wei Ling"
+    and "Wei Ling Tan"; "Anna Nowak" and "Jan Kowalski" do not)."""
+    return (
+        bool(a.words)
+        and bool(b.words)
+        and bool(a.parts & b.parts)
+        and not a.words <= b.words
+        and not b.words <= a.words
+    )
+
+
 @dataclass(slots=True)
 class ContactState:
-    """A contact as the resolver sees it; ids below zero are not yet in the store."""
+    """A contact as the resolver sees it; ids below zero are not yet in the store.
+
+    `observed` holds when each value was observed (`stamp` text, by attribute name,
+    `custom.<name>` for custom attributes); a value without a time is older than any."""
 
     id: int
     status: int
@@ -154,6 +248,8 @@ class ContactState:
     custom: dict[str, Any]
     status_changed_at: datetime | None = None
     dirty: bool = False
+    observed: dict[str, str] = field(default_factory=dict)
+    person_changed_at: datetime | None = None
 
     @property
     def new(self) -> bool:
@@ -176,19 +272,38 @@ class HistoryEntry:
     at: datetime
 
 
+@dataclass(slots=True)
+class MergeStep:
+    """A stored contact folded into another: the rule that did it, and the survivor's
+    values the absorbed one replaced (`taken`: attribute -> [earlier value, earlier
+    observed time]), which an unmerge puts back."""
+
+    absorbed: int
+    survivor: int
+    rule: str
+    taken: dict[str, list[Any]]
+
+
 @dataclass
 class Plan:
-    """Everything one batch changes, with temporary ids for contacts not yet stored."""
+    """Everything one batch changes, with temporary ids for contacts not yet stored.
+
+    The counts give each record exactly one outcome: it created a contact, merged
+    contacts, updated a stored contact, folded into a contact an earlier record of the
+    batch created or changed, or changed nothing (unchanged)."""
 
     contacts: dict[int, ContactState] = field(default_factory=dict)
-    merges: list[tuple[int, int]] = field(default_factory=list)  # (absorbed, survivor)
+    merges: list[MergeStep] = field(default_factory=list)
     identities: list[tuple[str, int]] = field(default_factory=list)
     leads: dict[str, LeadWrite] = field(default_factory=dict)
     history: list[HistoryEntry] = field(default_factory=list)
+    # (contact, other, shared key): kept apart because their names clearly disagree.
+    duplicates: list[tuple[int, int, str]] = field(default_factory=list)
     created: int = 0
     updated: int = 0
     merged: int = 0
     unchanged: int = 0
+    folded: int = 0
     alias: dict[int, int] = field(default_factory=dict)
 
     def find(self, contact_id: int) -> int:
@@ -199,6 +314,94 @@ class Plan:
         while contact_id != root:  # path compression: later lookups are one hop
             self.alias[contact_id], contact_id = root, self.alias[contact_id]
         return root
+
+
+def _order(value: Any) -> Any:
+    """A fixed order over values, which breaks ties between observations of one time."""
+    return value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _flat(text: str) -> bool:
+    return text in (text.upper(), text.lower())
+
+
+def _better_written(current: str, new: str) -> str | None:
+    """Of two spellings equal but for case, the better written one (mixed case beats
+    all-upper or all-lower: `JOHN SMITH` after `John Smith` is the same name shouted),
+    or None when neither is better."""
+    if _flat(new) and not _flat(current):
+        return current
+    if _flat(current) and not _flat(new):
+        return new
+    return None
+
+
+# What observing a value did: nothing, moved only its observed time, changed the value.
+_SAME, _SEEN, _CHANGED = 0, 1, 2
+
+
+def observe(
+    values: dict[str, Any], observed: dict[str, str], name: str, okey: str, value: Any, at: str
+) -> int:
+    """Apply one observation of attribute `name`, made at `at`, to a contact's values.
+
+    The newer observation wins, never the older, so the result does not depend on the
+    order observations arrive in; at the same time the larger value wins (a fixed
+    order). A spelling that differs only by case keeps the better written one whatever
+    its time (it is the same value, not news)."""
+    current = values.get(name)
+    seen = observed.get(okey, "")
+    if current == value:
+        if at > seen:
+            observed[okey] = at
+            return _SEEN
+        return _SAME
+    if current is None or current == "":
+        values[name], observed[okey] = value, at
+        return _CHANGED
+    if (
+        isinstance(value, str)
+        and isinstance(current, str)
+        and value.casefold() == current.casefold()
+    ):
+        better = _better_written(current, value)
+        if better is not None:
+            newest = max(seen, at)
+            moved = newest != seen
+            observed[okey] = newest
+            if better != current:
+                values[name] = better
+                return _CHANGED
+            return _SEEN if moved else _SAME
+    if at > seen or (at == seen and _order(value) > _order(current)):
+        values[name], observed[okey] = value, at
+        return _CHANGED
+    return _SAME
+
+
+def absorb(into: ContactState, absorbed: ContactState) -> dict[str, list[Any]]:
+    """Fold `absorbed`'s values into `into` (DOMAIN.md): where both have a value the
+    survivor's wins; a value it lacks is taken, with the time it was observed. Returns
+    what was taken: attribute (`custom.<name>` for custom ones) -> [into's earlier
+    value, its earlier observed time], which an unmerge puts back."""
+    taken: dict[str, list[Any]] = {}
+    for values, theirs, prefix in (
+        (into.attrs, absorbed.attrs, ""),
+        (into.custom, absorbed.custom, "custom."),
+    ):
+        for name, value in theirs.items():
+            before = values.get(name)
+            if value is None or value == "" or (before is not None and before != ""):
+                continue
+            okey = prefix + name
+            taken[okey] = [before, into.observed.get(okey)]
+            values[name] = value
+            at = absorbed.observed.get(okey)
+            if at:
+                into.observed[okey] = at
+    if taken:
+        into.dirty = True
+    return taken
 
 
 class Resolver:
@@ -216,36 +419,74 @@ class Resolver:
         keys: dict[str, int],
         leads: dict[str, tuple[str, int]],
         contacts: Iterable[ContactState],
+        rules: IdentityRules | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.now = now
+        self.received = stamp(now)
         self.origin = origin
         self.keys = keys
         self.leads = leads
         self.stored_leads = set(leads)
+        self.rules = rules or IdentityRules()
+        kinds = self.rules.kinds
+        self._all_kinds = set(kinds) == set(KEY_KINDS.values())
+        self._priority = {kind: i for i, kind in enumerate(kinds)}
         self.plan = Plan(contacts={c.id: c for c in contacts})
         self._next_temp = -1
-        self._touched: set[int] = set()
+        # Contacts an earlier record of this batch created, changed or merged into: a
+        # later record landing there is counted as folded.
+        self._batch: set[int] = set()
+
+    def _keys(self, record: Resolved) -> list[str]:
+        """The record's identity keys this deployment uses, by priority."""
+        keys = record.keys
+        if not self._all_kinds:
+            keys = [k for k in keys if k.split(":", 1)[0] in self._priority]
+        if len(keys) > 1:
+            keys = sorted(keys, key=lambda k: self._priority[k.split(":", 1)[0]])
+        return keys
 
     def add(self, record: Resolved) -> None:
         seen = self.leads.get(record.source_id)
-        if seen is not None and seen[0] == record.payload_hash:
-            self.plan.unchanged += 1
-            return
         plan = self.plan
-        found = {plan.find(self.keys[k]) for k in record.keys if k in self.keys}
-        if seen is not None:
-            found.add(plan.find(seen[1]))
-        if not found:
-            target = self._create(record)
+        if seen is not None and seen[0] == record.payload_hash:
+            plan.unchanged += 1
+            return
+        at = stamp(record.occurred_at) if record.occurred_at is not None else self.received
+        keys = self._keys(record)
+        found: dict[int, str] = {}
+        for key in keys:
+            owner = self.keys.get(key)
+            if owner is not None:
+                found.setdefault(plan.find(owner), key)
+        anchor = plan.find(seen[1]) if seen is not None else None
+        join, apart = self._split(record, found, anchor) if found else ([], [])
+        if anchor is not None and not join:
+            join = [plan.contacts[anchor]]
+        if not join:
+            target = self._create(record, at)
+            plan.created += 1
         else:
-            states = [plan.contacts[i] for i in found]
-            target = min(states, key=self._survivor_order)
-            for other in states:
+            target = min(join, key=self._survivor_order)
+            for other in join:
                 if other is not target:
-                    self._merge(other, into=target)
-            self._update(target, record)
-        for key in record.keys:
+                    self._merge(
+                        other, into=target, rule=f"automatic: shared {found_kind(found, other.id)}"
+                    )
+            changed = self._update(target, record, at)
+            if len(join) > 1:
+                plan.merged += 1
+            elif target.id in self._batch:
+                plan.folded += 1
+            elif changed:
+                plan.updated += 1
+            else:
+                plan.unchanged += 1
+        self._batch.add(target.id)
+        for other, key in apart:
+            plan.duplicates.append((target.id, other.id, key))
+        for key in keys:
             if key not in self.keys:
                 self.keys[key] = target.id
                 plan.identities.append((key, target.id))
@@ -254,57 +495,103 @@ class Resolver:
             record, target.id, record.source_id in self.stored_leads
         )
 
-    def _survivor_order(self, c: ContactState) -> tuple[bool, int, int]:
-        status = self.catalogue.get(c.status) if c.status in self.catalogue else None
-        return (c.new, -(status.rank if status else 0), abs(c.id))
+    def _split(
+        self, record: Resolved, found: dict[int, str], anchor: int | None
+    ) -> tuple[list[ContactState], list[tuple[ContactState, str]]]:
+        """The contacts a record's keys found that it may join (one person), and those
+        kept apart as possible duplicates, with the key they share: a name that clearly
+        disagrees with the record's, or with a contact already joined, keeps a contact
+        apart. Contacts are taken in the priority of the key that found them."""
+        plan = self.plan
+        names = person_name(record.attrs)
+        join: list[ContactState] = []
+        joined_names: list[PersonName] = []
+        if anchor is not None:  # the record's own earlier observation: always joined
+            join.append(plan.contacts[anchor])
+            joined_names.append(person_name(join[0].attrs))
+        apart: list[tuple[ContactState, str]] = []
+        for cid, key in found.items():
+            if cid == anchor:
+                continue
+            contact = plan.contacts[cid]
+            theirs = person_name(contact.attrs)
+            if names_disagree(names, theirs) or any(
+                names_disagree(theirs, other) for other in joined_names
+            ):
+                apart.append((contact, key))
+                continue
+            if (
+                key.startswith("phone:")
+                and self.rules.phone_requires_name
+                and not names.words & theirs.words
+            ):
+                continue  # here a phone identifies only beside a matching name
+            join.append(contact)
+            joined_names.append(theirs)
+        return join, apart
 
-    def _create(self, record: Resolved) -> ContactState:
+    def _survivor_order(self, c: ContactState) -> tuple[Any, ...]:
+        order: list[Any] = [c.new]  # a stored contact survives one made in this batch
+        for rule in self.rules.survivor:
+            if rule == "customer":  # Won outranks Lost: a customer stays a customer
+                order.append(c.status != WON)
+            elif rule == "rank":
+                status = self.catalogue.get(c.status) if c.status in self.catalogue else None
+                order.append(-(status.rank if status else 0))
+            elif rule == "person_changed":
+                when = c.person_changed_at
+                order.append(-when.timestamp() if when is not None else float("inf"))
+            elif rule == "oldest":
+                order.append(abs(c.id))
+        order.append(abs(c.id))
+        return tuple(order)
+
+    def _create(self, record: Resolved, at: str) -> ContactState:
         status = record.status if record.status is not None else NEW
+        observed = dict.fromkeys(record.attrs, at)
+        if record.custom:
+            observed.update((f"custom.{name}", at) for name in record.custom)
         state = ContactState(
-            self._next_temp, status, dict(record.attrs), dict(record.custom), self.now, True
+            self._next_temp,
+            status,
+            dict(record.attrs),
+            dict(record.custom),
+            self.now,
+            True,
+            observed,
         )
         self._next_temp -= 1
         self.plan.contacts[state.id] = state
-        self.plan.created += 1
         self.plan.history.append(HistoryEntry(state.id, None, status, self.origin, self.now))
         return state
 
-    def _merge(self, absorbed: ContactState, into: ContactState) -> None:
-        # DOMAIN.md: where both have a value the survivor's wins; the absorbed fills blanks.
-        for name, value in absorbed.attrs.items():
-            if value and not into.attrs.get(name):
-                into.attrs[name] = value
-                into.dirty = True
-        for name, value in absorbed.custom.items():
-            if name not in into.custom:
-                into.custom[name] = value
-                into.dirty = True
+    def _merge(self, absorbed: ContactState, into: ContactState, rule: str) -> None:
+        taken = absorb(into, absorbed)
         plan = self.plan
         plan.alias[absorbed.id] = into.id
         del plan.contacts[absorbed.id]
-        plan.merged += 1
+        into.dirty = True
         if absorbed.new:
-            # Never stored: it simply becomes the survivor; its creation is not one.
+            # Never stored: it simply becomes the survivor. The record that made it
+            # turns out to be this person again: folded, not created.
             plan.created -= 1
+            plan.folded += 1
             plan.history = [h for h in plan.history if h.contact_id != absorbed.id]
         else:
-            plan.merges.append((absorbed.id, into.id))
-            self._touched.discard(absorbed.id)
+            plan.merges.append(MergeStep(absorbed.id, into.id, rule, taken))
 
-    def _update(self, target: ContactState, record: Resolved) -> None:
-        changed = False
+    def _update(self, target: ContactState, record: Resolved, at: str) -> bool:
+        """Fold a record's values into `target`; True if a value or the status changed."""
+        changed = seen = False
+        observed = target.observed
         for name, value in record.attrs.items():
-            # The first email and phone stay primary; later ones are extra identities.
-            if name in ("email", "phone") and target.attrs.get(name):
-                continue
-            current = target.attrs.get(name)
-            if current != value and not _same_but_worse_case(value, current):
-                target.attrs[name] = value
-                changed = True
+            done = observe(target.attrs, observed, name, name, value, at)
+            changed |= done == _CHANGED
+            seen |= done == _SEEN
         for name, value in record.custom.items():
-            if target.custom.get(name) != value:
-                target.custom[name] = value
-                changed = True
+            done = observe(target.custom, observed, name, f"custom.{name}", value, at)
+            changed |= done == _CHANGED
+            seen |= done == _SEEN
         status = record.status
         if (
             status is not None
@@ -317,22 +604,16 @@ class Resolver:
             target.status = status
             target.status_changed_at = self.now
             changed = True
-        if changed or target.dirty:
+        if changed or seen:
             target.dirty = True
-            if not target.new:
-                self._touched.add(target.id)
+        return changed
 
     def finish(self) -> Plan:
-        """The plan, with counts final: `updated` counts stored contacts that changed."""
-        self.plan.updated = len(self._touched)
+        """The plan, with its counts final."""
         return self.plan
 
 
-def _same_but_worse_case(new: Any, current: Any) -> bool:
-    """`JOHN SMITH` after `John Smith` is the same name shouted, not news: keep the
-    better-written one (mixed case beats all-upper or all-lower)."""
-    if not isinstance(new, str) or not isinstance(current, str):
-        return False
-    if new.casefold() != current.casefold():
-        return False
-    return new in (new.upper(), new.lower()) or current not in (current.upper(), current.lower())
+def found_kind(found: dict[int, str], contact_id: int) -> str:
+    """The kind of key that found `contact_id` (for the merge log's rule)."""
+    key = found.get(contact_id)
+    return key.split(":", 1)[0] if key else "source id"

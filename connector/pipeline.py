@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from connector import workers
 from connector.identity import (
@@ -52,27 +52,55 @@ log = structlog.get_logger(__name__)
 # just rarer, so memory from reference cycles stays bounded.
 _GC_THRESHOLDS = (50_000, 20, 100)
 
-# Attempts for a batch that lost a race on a unique key to another writer (another
-# replica or source created the same person first): re-resolving sees its rows.
-_RACE_ATTEMPTS = 3
+# Attempts for a batch that lost a race to another writer: on a unique key (another
+# replica or source created the same person first), a deadlock or serialization
+# failure (PostgreSQL), or contacts merged away under it. Re-resolving sees their rows.
+_RACE_ATTEMPTS = 5
+# PostgreSQL's SQLSTATEs for a transaction that lost a race and may simply run again.
+_RETRYABLE = {"40001", "40P01"}
+
+
+def _lost_race(exc: BaseException) -> bool:
+    if isinstance(exc, (IntegrityError, writes.StaleRead)):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE
 
 
 @dataclass
 class IngestStats:
-    """What an ingest did. `rows` counts records read, whatever became of them."""
+    """What an ingest did. `rows` counts records read, whatever became of them, and
+    each has exactly one outcome: rows = created + updated + merged + unchanged +
+    folded + quarantined + skipped.
+
+    `folded`: landed on a contact an earlier record of the same batch created or
+    changed (the same person again). `skipped`: blank rows, which hold nothing."""
 
     rows: int = 0
     created: int = 0
     updated: int = 0
     merged: int = 0
     unchanged: int = 0
+    folded: int = 0
     quarantined: int = 0
+    skipped: int = 0
     # Reasons are categories (`budget: not a number`), never values: a bad column is
     # one reason with a count. Whole records and single fields are counted apart.
     reasons: Counter[str] = field(default_factory=Counter)
     field_issues: int = 0
     field_reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+
+    def outcomes(self) -> int:
+        """The sum of the outcomes, which equals `rows` (tests check it)."""
+        return (
+            self.created
+            + self.updated
+            + self.merged
+            + self.unchanged
+            + self.folded
+            + self.quarantined
+            + self.skipped
+        )
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -143,7 +171,9 @@ class Pipeline:
                     cursor = writes.load_cursor(conn, source.name, stream)
                 batches = self._split(source.read(stream, cursor))
                 for batch, resolved in self._prepared(batches):
-                    self._write(source.name, stream, batch.cursor, resolved, context)
+                    self._write(
+                        source.name, stream, batch.cursor, resolved, context, None, batch.skipped
+                    )
         self.stats.seconds += time.perf_counter() - started
         return self.stats
 
@@ -163,9 +193,15 @@ class Pipeline:
         batches = list(self._split(iter([Batch(list(records), None)])))
         last = len(batches) - 1
         with _rarer_gc(), self._dry_run_scope():
-            for i, (_batch, resolved) in enumerate(self._prepared(iter(batches))):
+            for i, (batch, resolved) in enumerate(self._prepared(iter(batches))):
                 self._write(
-                    source, None, None, resolved, context or {}, also if i == last else None
+                    source,
+                    None,
+                    None,
+                    resolved,
+                    context or {},
+                    also if i == last else None,
+                    batch.skipped,
                 )
         self.stats.seconds += time.perf_counter() - started
         return self.stats
@@ -184,7 +220,12 @@ class Pipeline:
             last = len(records) - self.batch_size
             for start in range(0, len(records), self.batch_size):
                 part = records[start : start + self.batch_size]
-                yield Batch(part, batch.cursor if start >= last else _KEEP)
+                # Blank rows are counted once, with the slice that carries the cursor.
+                yield Batch(
+                    part,
+                    batch.cursor if start >= last else _KEEP,
+                    batch.skipped if start >= last else 0,
+                )
 
     def _prepared(self, batches: Iterator[Batch]) -> Iterator[tuple[Batch, list[Resolved]]]:
         region = self.default_region
@@ -234,6 +275,7 @@ class Pipeline:
         resolved: list[Resolved],
         context: dict[str, Any],
         also: Callable[[Connection], None] | None = None,
+        skipped: int = 0,
     ) -> None:
         # One bad field never loses a person: a record is quarantined whole only when
         # nothing identifies the person or it cannot be read; its bad fields are left
@@ -246,7 +288,13 @@ class Pipeline:
                     now = self.clock()
                     keys, known, states = writes.lookup(conn, source, good)
                     resolver = Resolver(
-                        self.store.catalogue, now, f"source:{source}", keys, known, states
+                        self.store.catalogue,
+                        now,
+                        f"source:{source}",
+                        keys,
+                        known,
+                        states,
+                        self.store.identity,
                     )
                     for record in good:
                         resolver.add(record)
@@ -259,20 +307,22 @@ class Pipeline:
                     if also is not None:
                         also(conn)
                 break
-            except IntegrityError:
-                if attempt == _RACE_ATTEMPTS:
+            except (IntegrityError, DBAPIError, writes.StaleRead) as exc:
+                if attempt == _RACE_ATTEMPTS or not _lost_race(exc):
                     raise
                 log.info("ingest.retry_race", source=source, attempt=attempt)
         if not self.dry_run:  # every source counted here, as its batch commits
             LEADS_INGESTED.labels(source).inc(len(good))
             QUARANTINED.labels(source).inc(len(bad))
         stats = self.stats
-        stats.rows += len(resolved)
+        stats.rows += len(resolved) + skipped
         stats.created += plan.created
         stats.updated += plan.updated
         stats.merged += plan.merged
         stats.unchanged += plan.unchanged
+        stats.folded += plan.folded
         stats.quarantined += len(bad)
+        stats.skipped += skipped
         for record in bad:
             for problem in record.problems:
                 stats.reasons[f"{problem.field}: {problem.reason}"] += 1
@@ -288,6 +338,7 @@ class Pipeline:
             created=plan.created,
             updated=plan.updated,
             merged=plan.merged,
+            folded=plan.folded,
             quarantined=len(bad),
             newly_quarantined=filed,
         )
@@ -403,7 +454,7 @@ def retry_quarantine(
                 .where(quarantine.c.id == row["id"])
                 .values(resolved_at=now, attempts=row["attempts"] + 1)
             )
-        for name in ("created", "updated", "merged", "unchanged", "field_issues"):
+        for name in ("created", "updated", "merged", "unchanged", "folded", "field_issues"):
             setattr(stats, name, getattr(stats, name) + getattr(pipeline.stats, name))
         stats.field_reasons.update(pipeline.stats.field_reasons)
     return stats

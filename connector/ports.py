@@ -37,6 +37,9 @@ class Batch:
 
     records: list[Lead]
     cursor: Any
+    # Rows the source read and left out because they hold nothing (blank CSV lines):
+    # counted in the ingest summary, so its outcomes add up to the rows read.
+    skipped: int = 0
 
 
 @runtime_checkable

@@ -189,6 +189,7 @@ class CsvSource:
         done = cursor["row"] if isinstance(cursor, dict) and cursor.get("sha256") == sha else 0
         records: list[Lead] = []
         row_no = 1
+        blank = 0
         # Several files go through one import: a reference names the file, so "row 5"
         # of a.csv and of b.csv are told apart in quarantine.
         prefix = f"{path.name} " if len(self.paths) > 1 else ""
@@ -199,7 +200,10 @@ class CsvSource:
                 width = len(header)
                 for values in reader:
                     row_no += 1
-                    if row_no <= done or not any(v.strip() for v in values):
+                    if row_no <= done:
+                        continue
+                    if not any(v.strip() for v in values):
+                        blank += 1  # nothing to ingest, but counted in the summary
                         continue
                     row = dict(zip(header, values, strict=False))
                     if len(values) > width:
@@ -216,12 +220,12 @@ class CsvSource:
                         lead.problems.append(swallowing)
                     records.append(lead)
                     if len(records) >= self.batch_size:
-                        yield Batch(records, {"sha256": sha, "row": row_no})
-                        records = []
+                        yield Batch(records, {"sha256": sha, "row": row_no}, blank)
+                        records, blank = [], 0
         except UnicodeDecodeError as exc:
             raise _not_encoded(path, encoding, row_no + 1, exc) from None
         if records or row_no > done:
-            yield Batch(records, {"sha256": sha, "row": row_no})
+            yield Batch(records, {"sha256": sha, "row": row_no}, blank)
 
     def count_rows(self) -> int:
         """Data rows in all files, cheaply (for a progress bar's total)."""

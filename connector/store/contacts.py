@@ -1,4 +1,5 @@
-"""Reading and editing contacts by hand: lists, details, status moves, merges."""
+"""Reading and editing contacts by hand: lists, details, status moves, merges,
+unmerges and possible duplicates."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, text, update
 
+from connector.identity import ContactState, absorb
 from connector.model import STANDARD_FIELDS
 from connector.statuses import UNKNOWN
 from connector.store import issues
+from connector.store.bulk import among
 from connector.store.engine import Store
-from connector.store.ingest import merge_rows
+from connector.store.ingest import StaleRead, lock_contacts, merge_rows, state_of
 from connector.store.tables import (
     contacts,
     identities,
     interactions,
     leads,
+    merge_log,
+    possible_duplicates,
     quarantine,
     status_history,
     statuses,
@@ -228,32 +233,217 @@ def set_status(store: Store, contact_id: int, status: str | int, actor: str | No
     target = store.catalogue.resolve(status)
     now = datetime.now(UTC)
     with store.engine.begin() as conn:
-        live = live_id(conn, contact_id)
-        current = conn.execute(select(contacts.c.status).where(contacts.c.id == live)).scalar_one()
-        if current != target.id:
-            _move(conn, [live], current, target.id, "person", actor, now)
-        return live
+        [state] = _locked_live(conn, [contact_id]).values()
+        if state.status != target.id:
+            _move(conn, [state.id], state.status, target.id, "person", actor, now)
+            conn.execute(
+                update(contacts).where(contacts.c.id == state.id).values(person_changed_at=now)
+            )
+        return state.id
+
+
+# Rounds of following merges that commit while a person's edit waits for its locks.
+_FOLLOW_ROUNDS = 20
+
+
+def _locked_live(conn: Connection, ids: Sequence[int]) -> dict[int, ContactState]:
+    """The live contacts `ids` are or were merged into, locked (PostgreSQL: FOR UPDATE
+    in id order, as ingest locks them) and read after the lock, keyed by the id asked
+    for. A merge that commits while we wait for the lock is followed, never written
+    past."""
+    for _ in range(_FOLLOW_ROUNDS):
+        live = {i: live_id(conn, i) for i in ids}
+        states, tombstones = lock_contacts(conn, sorted(set(live.values())))
+        if not tombstones:
+            by_id = {s.id: s for s in states}
+            return {i: by_id[j] for i, j in live.items()}
+    raise StaleRead(f"contacts {list(ids)} kept being merged away; try again")
+
+
+def _write_state(conn: Connection, state: ContactState, now: datetime, **extra: Any) -> None:
+    conn.execute(
+        update(contacts)
+        .where(contacts.c.id == state.id)
+        .values(
+            **{f: state.attrs.get(f) for f in STANDARD_FIELDS},
+            custom=state.custom,
+            observed=state.observed,
+            updated_at=now,
+            **extra,
+        )
+    )
 
 
 def merge_contacts(store: Store, survivor: int, absorbed: int, actor: str | None) -> int:
-    """Fold `absorbed` into `survivor` (DOMAIN.md): the survivor's values win, blanks
-    are filled from the absorbed, and everything that pointed at it moves over."""
+    """Fold `absorbed` into `survivor` (DOMAIN.md): the person's choice of survivor is
+    kept and its values win, blanks are filled from the absorbed, and everything that
+    pointed at it moves over. Logged like every merge, so `unmerge` can undo it."""
     now = datetime.now(UTC)
     with store.engine.begin() as conn:
-        keep, gone = live_id(conn, survivor), live_id(conn, absorbed)
-        if keep == gone:
-            raise ValueError(f"contacts {survivor} and {absorbed} are already one contact ({keep})")
-        a = conn.execute(select(contacts).where(contacts.c.id == keep)).one()._mapping
-        b = conn.execute(select(contacts).where(contacts.c.id == gone)).one()._mapping
-        filled = {f: b[f] for f in STANDARD_FIELDS if a[f] in (None, "") and b[f]}
-        custom = {**(b["custom"] or {}), **(a["custom"] or {})}
+        locked = _locked_live(conn, [survivor, absorbed])
+        keep, gone = locked[survivor], locked[absorbed]
+        if keep.id == gone.id:
+            raise ValueError(
+                f"contacts {survivor} and {absorbed} are already one contact ({keep.id})"
+            )
+        taken = absorb(keep, gone)
+        _write_state(conn, keep, now, person_changed_at=now)
+        merge_rows(conn, gone.id, keep.id, now, actor=actor, rule="person", taken=taken)
+        return keep.id
+
+
+def unmerge(store: Store, contact_id: int, actor: str | None) -> tuple[int, int]:
+    """Undo the last merge that absorbed `contact_id`: it comes back with its own
+    identities, leads, interactions, status history and values, and the survivor
+    gives back the blanks it had filled from it (unless they changed since).
+    Returns (restored contact, the contact it had been merged into)."""
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        entry = conn.execute(
+            select(merge_log)
+            .where(merge_log.c.absorbed_id == contact_id, merge_log.c.undone_at.is_(None))
+            .order_by(merge_log.c.id.desc())
+            .limit(1)
+        ).first()
+        if entry is None:
+            raise NotFoundError(f"contact {contact_id} has no merge to undo")
+        [survivor] = _locked_live(conn, [entry.survivor_id]).values()
+        # The tombstone, locked like any contact row a writer changes.
+        conn.execute(
+            select(contacts.c.id).where(contacts.c.id == contact_id).with_for_update()
+        ).all()
+        detail = entry.detail
+        for table, pk, name in (
+            (identities, identities.c.key, "identities"),
+            (leads, leads.c.id, "leads"),
+            (interactions, interactions.c.id, "interactions"),
+            (status_history, status_history.c.id, "status_history"),
+        ):
+            moved = detail.get(name) or []
+            for cond in among(conn, pk, moved):
+                conn.execute(update(table).where(cond).values(contact_id=contact_id))
+        for cond in among(conn, contacts.c.id, detail.get("tombstones") or []):
+            conn.execute(update(contacts).where(cond).values(merged_into=contact_id))
         conn.execute(
             update(contacts)
-            .where(contacts.c.id == keep)
-            .values(**filled, custom=custom, updated_at=now)
+            .where(contacts.c.id == contact_id)
+            .values(merged_into=None, updated_at=now)
         )
-        merge_rows(conn, gone, keep, now, actor=actor)
-        return keep
+        restored = conn.execute(select(contacts).where(contacts.c.id == contact_id)).one()
+        mine = state_of(restored._mapping)
+        for okey, (before, seen) in (detail.get("taken") or {}).items():
+            custom = okey.startswith("custom.")
+            name = okey.removeprefix("custom.")
+            values, theirs = (
+                (survivor.custom, mine.custom) if custom else (survivor.attrs, mine.attrs)
+            )
+            if values.get(name) != theirs.get(name):
+                continue  # changed since the merge: the newer value stays
+            if before is None:
+                values.pop(name, None)
+            else:
+                values[name] = before
+            if seen is None:
+                survivor.observed.pop(okey, None)
+            else:
+                survivor.observed[okey] = seen
+        _write_state(conn, survivor, now, person_changed_at=now)
+        for who, other in ((survivor.id, contact_id), (contact_id, survivor.id)):
+            data: dict[str, Any] = {"other": other, "merge": entry.id}
+            if actor:
+                data["actor"] = actor
+            conn.execute(
+                insert(interactions).values(
+                    contact_id=who, kind="unmerge", occurred_at=now, source=None, data=data
+                )
+            )
+        conn.execute(
+            update(merge_log)
+            .where(merge_log.c.id == entry.id)
+            .values(undone_at=now, undone_by=actor)
+        )
+        return contact_id, survivor.id
+
+
+def merges(store: Store, contact_id: int) -> list[dict[str, Any]]:
+    """The merge log entries that concern a contact (as survivor or absorbed)."""
+    with store.reader.connect() as conn:
+        rows = conn.execute(
+            select(merge_log)
+            .where(
+                (merge_log.c.survivor_id == contact_id) | (merge_log.c.absorbed_id == contact_id)
+            )
+            .order_by(merge_log.c.id)
+        )
+        return [
+            {
+                "id": m.id,
+                "survivor": m.survivor_id,
+                "absorbed": m.absorbed_id,
+                "at": _iso(m.at),
+                "actor": m.actor,
+                "rule": m.rule,
+                "detail": m.detail,
+                "undone_at": _iso(m.undone_at),
+                "undone_by": m.undone_by,
+            }
+            for m in rows
+        ]
+
+
+def duplicates(store: Store, include_settled: bool = False) -> list[dict[str, Any]]:
+    """Possible duplicates: pairs of contacts a shared key joined whose names clearly
+    disagree, for a person to merge or dismiss. Settled pairs (dismissed, merged, or
+    since become one contact) only with `include_settled`."""
+    with store.reader.connect() as conn:
+        rows = conn.execute(select(possible_duplicates).order_by(possible_duplicates.c.id)).all()
+        ids = sorted({i for r in rows for i in (r.contact_id, r.other_id)})
+        people: dict[int, Any] = {}
+        for cond in among(conn, contacts.c.id, ids):
+            people.update((c.id, c) for c in conn.execute(select(contacts).where(cond)))
+    out = []
+    for r in rows:
+        a, b = people[r.contact_id], people[r.other_id]
+        live_a, live_b = a.merged_into or a.id, b.merged_into or b.id
+        settled = bool(r.dismissed_at or r.merged_at) or live_a == live_b
+        if settled and not include_settled:
+            continue
+        out.append(
+            {
+                "id": r.id,
+                "key": r.key,
+                "reason": r.reason,
+                "created_at": _iso(r.created_at),
+                "dismissed_at": _iso(r.dismissed_at),
+                "dismissed_by": r.dismissed_by,
+                "merged_at": _iso(r.merged_at),
+                "contacts": [_brief(store, c) for c in (a, b)],
+            }
+        )
+    return out
+
+
+def _brief(store: Store, c: Any) -> dict[str, Any]:
+    return {
+        "id": c.merged_into or c.id,
+        "first_name": c.first_name,
+        "last_name": c.last_name,
+        "email": c.email,
+        "phone": c.phone,
+        "status": store.catalogue.name(c.status),
+    }
+
+
+def dismiss_duplicate(store: Store, pair_id: int, actor: str | None) -> None:
+    """A person says the pair are different people: it is no longer offered."""
+    with store.engine.begin() as conn:
+        done = conn.execute(
+            update(possible_duplicates)
+            .where(possible_duplicates.c.id == pair_id)
+            .values(dismissed_at=datetime.now(UTC), dismissed_by=actor)
+        )
+        if done.rowcount == 0:
+            raise NotFoundError(f"no possible duplicate with id {pair_id}")
 
 
 def quarantine_list(

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from connector.identity import IdentityRules
 from connector.statuses import Catalogue
 
 DEFAULT_URL = "sqlite:///leadsync.db"
@@ -175,10 +176,12 @@ def head_revision() -> str | None:
 
 @dataclass
 class Store:
-    """An open store: the engine and the status catalogue its contacts use."""
+    """An open store: the engine, the status catalogue its contacts use, and the rules
+    that say which records are one person (the YAML's `identity:`)."""
 
     engine: Engine
     catalogue: Catalogue = field(default_factory=Catalogue.default)
+    identity: IdentityRules = field(default_factory=IdentityRules)
 
     @property
     def url(self) -> str:
@@ -216,7 +219,10 @@ def store_url(explicit: str | None = None) -> str:
 
 
 def open_store(
-    url: str | None = None, catalogue: Catalogue | None = None, upgrade: bool | None = None
+    url: str | None = None,
+    catalogue: Catalogue | None = None,
+    upgrade: bool | None = None,
+    identity: IdentityRules | None = None,
 ) -> Store:
     """Open the store at `url`.
 
@@ -225,7 +231,7 @@ def open_store(
     so an outdated schema there is an error that says so.
     """
     engine = make_engine(store_url(url))
-    store = Store(engine, catalogue or Catalogue.default())
+    store = Store(engine, catalogue or Catalogue.default(), identity or IdentityRules())
     if upgrade is None:
         upgrade = engine.dialect.name == "sqlite"
     if upgrade:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, update
 
 from connector.identity import ContactState, Plan, content_hash
 from connector.model import STANDARD_FIELDS, Resolved
@@ -21,57 +21,128 @@ from connector.store.tables import (
     identities,
     interactions,
     leads,
+    merge_log,
+    possible_duplicates,
     quarantine,
     status_history,
 )
+
+# A batch whose contacts a concurrent merge turned into tombstones reads its keys
+# again; each round follows merges that committed meanwhile, so a few always suffice.
+_FOLLOW_ROUNDS = 20
+
+
+class StaleRead(RuntimeError):
+    """Contacts kept being merged away under a batch (the pipeline retries it)."""
 
 
 def lookup(
     conn: Connection, source: str, records: Sequence[Resolved]
 ) -> tuple[dict[str, int], dict[str, tuple[str, int]], list[ContactState]]:
-    """What the store knows about a batch: its keys, its leads and their contacts."""
-    keys: dict[str, int] = {}
+    """What the store knows about a batch: its keys, its leads and their contacts.
+
+    The contacts are locked (PostgreSQL: SELECT … FOR UPDATE in id order, so writers
+    never deadlock on each other's rows) and read after the lock is granted, so a
+    concurrent writer's update is seen, not lost. A contact that a concurrent merge
+    made a tombstone meanwhile is never written into: the keys are read again and
+    now point at the survivor. (SQLite writers already take turns for the whole
+    transaction: BEGIN IMMEDIATE.)"""
     wanted_keys = list({k for r in records for k in r.keys})
-    for cond in among(conn, identities.c.key, wanted_keys):
-        rows = conn.execute(select(identities.c.key, identities.c.contact_id).where(cond))
-        keys.update((k, c) for k, c in rows)
-    known: dict[str, tuple[str, int]] = {}
     wanted_leads = list({r.source_id for r in records})
-    for cond in among(conn, leads.c.source_id, wanted_leads):
-        found = conn.execute(
-            select(leads.c.source_id, leads.c.payload_hash, leads.c.contact_id).where(
-                leads.c.source == source, cond
-            )
-        )
-        known.update((s, (h, c)) for s, h, c in found)
-    ids = list(set(keys.values()) | {c for _, c in known.values()})
-    states: list[ContactState] = []
-    for cond in among(conn, contacts.c.id, ids):
-        for row in conn.execute(select(contacts).where(cond)):
-            m = row._mapping
-            states.append(
-                ContactState(
-                    id=m["id"],
-                    status=m["status"],
-                    attrs={f: m[f] for f in STANDARD_FIELDS if m[f] is not None},
-                    custom=dict(m["custom"] or {}),
-                    status_changed_at=m["status_changed_at"],
+    for _ in range(_FOLLOW_ROUNDS):
+        keys: dict[str, int] = {}
+        for cond in among(conn, identities.c.key, wanted_keys):
+            rows = conn.execute(select(identities.c.key, identities.c.contact_id).where(cond))
+            keys.update((k, c) for k, c in rows)
+        known: dict[str, tuple[str, int]] = {}
+        for cond in among(conn, leads.c.source_id, wanted_leads):
+            found = conn.execute(
+                select(leads.c.source_id, leads.c.payload_hash, leads.c.contact_id).where(
+                    leads.c.source == source, cond
                 )
             )
-    return keys, known, states
+            known.update((s, (h, c)) for s, h, c in found)
+        ids = list(set(keys.values()) | {c for _, c in known.values()})
+        states, tombstones = lock_contacts(conn, ids)
+        if not tombstones:
+            return keys, known, states
+    raise StaleRead(f"contacts were merged away {_FOLLOW_ROUNDS} times under one batch")
+
+
+def lock_contacts(conn: Connection, ids: Sequence[int]) -> tuple[list[ContactState], list[int]]:
+    """Lock and read contacts (PostgreSQL: FOR UPDATE, in id order): the live ones as
+    states, and the ids of those that are tombstones."""
+    states: list[ContactState] = []
+    tombstones: list[int] = []
+    for cond in among(conn, contacts.c.id, ids):
+        query = select(contacts).where(cond).order_by(contacts.c.id).with_for_update()
+        for row in conn.execute(query):
+            m = row._mapping
+            if m["merged_into"] is not None:
+                tombstones.append(m["id"])
+                continue
+            states.append(state_of(m))
+    return states, tombstones
+
+
+def state_of(m: Any) -> ContactState:
+    """A contact row as the resolver's ContactState."""
+    return ContactState(
+        id=m["id"],
+        status=m["status"],
+        attrs={f: m[f] for f in STANDARD_FIELDS if m[f] is not None},
+        custom=dict(m["custom"] or {}),
+        status_changed_at=m["status_changed_at"],
+        observed=dict(m["observed"] or {}),
+        person_changed_at=m["person_changed_at"],
+    )
+
+
+def _moved(conn: Connection, table: Table, absorbed: int, survivor: int) -> list[Any]:
+    """Point `table`'s rows at `survivor`; returns the keys of the rows moved."""
+    pk = table.c.key if table is identities else table.c.id
+    rows = conn.execute(
+        update(table)
+        .where(table.c.contact_id == absorbed)
+        .values(contact_id=survivor)
+        .returning(pk)
+    )
+    return sorted(r[0] for r in rows)
 
 
 def merge_rows(
-    conn: Connection, absorbed: int, survivor: int, now: datetime, actor: str | None = None
-) -> None:
-    """Point everything that pointed at `absorbed` at `survivor`; leave a tombstone."""
-    for table in (identities, leads, interactions, status_history):
-        conn.execute(
-            update(table).where(table.c.contact_id == absorbed).values(contact_id=survivor)
-        )
+    conn: Connection,
+    absorbed: int,
+    survivor: int,
+    now: datetime,
+    actor: str | None = None,
+    rule: str = "person",
+    taken: dict[str, list[Any]] | None = None,
+) -> int:
+    """Record a merge: point everything that pointed at `absorbed` at `survivor`, leave
+    a tombstone, put a `merge` entry on the timeline and log what came from where.
+    Every merge, automatic or by hand, goes through here. Returns the log entry's id.
+
+    `taken`: the survivor's values the absorbed one supplied ([earlier value, earlier
+    observed time] by attribute), which `contacts.unmerge` puts back. The survivor's
+    own row is written by the caller."""
+    detail: dict[str, Any] = {"taken": taken or {}}
+    for name, table in (
+        ("identities", identities),
+        ("leads", leads),
+        ("interactions", interactions),
+        ("status_history", status_history),
+    ):
+        detail[name] = _moved(conn, table, absorbed, survivor)
     # Earlier tombstones follow, so merged_into is always one hop from a live contact.
-    conn.execute(
-        update(contacts).where(contacts.c.merged_into == absorbed).values(merged_into=survivor)
+    detail["tombstones"] = sorted(
+        r[0]
+        for r in conn.execute(
+            update(contacts)
+            .where(contacts.c.merged_into == absorbed)
+            .values(merged_into=survivor)
+            .returning(contacts.c.id)
+        )
     )
     conn.execute(
         update(contacts)
@@ -87,10 +158,96 @@ def merge_rows(
             data={"absorbed": absorbed, "actor": actor} if actor else {"absorbed": absorbed},
         )
     )
+    # Duplicates flagged against the absorbed contact now concern the survivor; a pair
+    # that this merge joined is settled.
+    conn.execute(
+        update(possible_duplicates)
+        .where(
+            or_(
+                and_(
+                    possible_duplicates.c.contact_id == absorbed,
+                    possible_duplicates.c.other_id == survivor,
+                ),
+                and_(
+                    possible_duplicates.c.contact_id == survivor,
+                    possible_duplicates.c.other_id == absorbed,
+                ),
+            ),
+            possible_duplicates.c.merged_at.is_(None),
+        )
+        .values(merged_at=now)
+    )
+    return int(
+        conn.execute(
+            insert(merge_log)
+            .values(
+                survivor_id=survivor,
+                absorbed_id=absorbed,
+                at=now,
+                actor=actor,
+                rule=rule,
+                detail=detail,
+            )
+            .returning(merge_log.c.id)
+        ).scalar_one()
+    )
+
+
+def write_history(conn: Connection, entries: Sequence[tuple[Any, ...]]) -> None:
+    """Record status changes, as (contact_id, from_status, to_status, origin, actor, at)
+    tuples. Every status change, by a source or a person, is written through here."""
+    insert_values(
+        conn,
+        status_history,
+        ("contact_id", "from_status", "to_status", "origin", "actor", "at"),
+        entries,
+    )
+
+
+def flag_duplicates(conn: Connection, pairs: Sequence[tuple[int, int, str]], now: datetime) -> int:
+    """File pairs of contacts kept apart (a shared key, names that clearly disagree) as
+    possible duplicates; a pair already filed (dismissed or not) is not filed again.
+    Returns how many were newly filed."""
+    wanted: dict[tuple[int, int], str] = {}
+    for a, b, key in pairs:
+        if a != b:
+            wanted.setdefault((min(a, b), max(a, b)), key)
+    if not wanted:
+        return 0
+    ids = sorted({i for pair in wanted for i in pair})
+    filed: set[tuple[int, int]] = set()
+    for cond in among(conn, possible_duplicates.c.contact_id, ids):
+        filed.update(
+            (a, b)
+            for a, b in conn.execute(
+                select(possible_duplicates.c.contact_id, possible_duplicates.c.other_id).where(cond)
+            )
+        )
+    rows = [
+        {
+            "contact_id": a,
+            "other_id": b,
+            "key": key,
+            "reason": f"share {key.split(':', 1)[0]} but their names clearly disagree",
+            "created_at": now,
+        }
+        for (a, b), key in sorted(wanted.items())
+        if (a, b) not in filed
+    ]
+    if rows:
+        conn.execute(insert(possible_duplicates), rows)
+    return len(rows)
 
 
 # What a contact's write sets, inserted or updated (the insert adds id and created_at).
-_CONTACT_FIELDS = (*STANDARD_FIELDS, "status", "status_changed_at", "custom", "updated_at")
+_CONTACT_FIELDS = (
+    *STANDARD_FIELDS,
+    "status",
+    "status_changed_at",
+    "custom",
+    "observed",
+    "updated_at",
+)
 
 
 def _contact_values(state: ContactState, now: datetime) -> tuple[Any, ...]:
@@ -100,14 +257,15 @@ def _contact_values(state: ContactState, now: datetime) -> tuple[Any, ...]:
         state.status,
         state.status_changed_at,
         state.custom,
+        state.observed,
         now,
     )
 
 
 def apply(conn: Connection, plan: Plan, now: datetime) -> None:
     """Write a resolver's plan. The caller owns the transaction."""
-    for absorbed, survivor in plan.merges:
-        merge_rows(conn, absorbed, survivor, now)
+    for step in plan.merges:
+        merge_rows(conn, step.absorbed, step.survivor, now, None, step.rule, step.taken)
 
     new = [c for c in plan.contacts.values() if c.new]
     ids = reserve_ids(conn, contacts, len(new))
@@ -133,7 +291,6 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
         )
         rows = [dict(zip(_CONTACT_FIELDS, _contact_values(c, now), strict=True)) for c in dirty]
         conn.execute(stmt, [{**row, "_id": c.id} for row, c in zip(rows, dirty, strict=True)])
-
     insert_values(
         conn,
         identities,
@@ -172,15 +329,15 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
             ],
         )
 
-    insert_values(
+    write_history(
         conn,
-        status_history,
-        ("contact_id", "from_status", "to_status", "origin", "actor", "at"),
         [
             (final(h.contact_id), h.from_status, h.to_status, h.origin, None, h.at)
             for h in plan.history
         ],
     )
+    if plan.duplicates:
+        flag_duplicates(conn, [(final(a), final(b), key) for a, b, key in plan.duplicates], now)
 
 
 _CONTACT_COLUMNS = ("id", *_CONTACT_FIELDS, "created_at")

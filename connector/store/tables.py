@@ -89,6 +89,12 @@ contacts = Table(
     Column("merged_into", Integer, ForeignKey("contacts.id")),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # When each attribute's value was observed (ISO UTC text by attribute name,
+    # `custom.<name>` for custom ones): an older observation never overwrites a newer
+    # one (0004). NULL on older rows: their values count as older than any observation.
+    Column("observed", Json),
+    # The last change by a person (status, merge by hand): the survivor rule uses it.
+    Column("person_changed_at", UTCDateTime()),
     Index(None, "status"),
     # Only tombstones have merged_into, and only they are looked up by it (0003).
     Index(
@@ -153,6 +159,43 @@ status_history = Table(
     Column("actor", Text),
     Column("at", UTCDateTime(), nullable=False),
     Index(None, "contact_id", "at"),
+)
+
+# Two contacts a shared key joined whose names clearly disagree (an office phone, an
+# info@ address): kept apart and offered to a person, who merges or dismisses them.
+# contact_id < other_id, so a pair is one row whichever way it was found (0004).
+possible_duplicates = Table(
+    "possible_duplicates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("other_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("dismissed_at", UTCDateTime()),
+    Column("dismissed_by", Text),
+    Column("merged_at", UTCDateTime()),
+    UniqueConstraint("contact_id", "other_id"),
+)
+
+# Every merge, automatic or by hand, with what came from where (`detail`: attributes
+# taken with the survivor's earlier values, identities, leads, interactions, history
+# and tombstones moved), so `contacts unmerge` can restore the absorbed contact (0004).
+merge_log = Table(
+    "merge_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("survivor_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("absorbed_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", Text),
+    Column("rule", Text, nullable=False),
+    Column("detail", Json, nullable=False),
+    Column("undone_at", UTCDateTime()),
+    Column("undone_by", Text),
+    Index(None, "absorbed_id"),
+    Index(None, "survivor_id"),
 )
 
 # The catalogue last applied to this store, so a status deleted from the YAML can be

@@ -47,6 +47,19 @@ def store(tmp_path: Path) -> str:
 def test_import_sample_twice_then_look(store: str, tmp_path: Path) -> None:
     args = [*IMPORT_SAMPLE, "--json"]
     first = json.loads(run(*args, store=store).stdout)
+    assert first["rows"] == 39
+    assert first["quarantined"] == 6 and first["skipped"] == 1  # one blank row
+    # 32 good rows: 23 people; 6 rows fold into a person an earlier row made, 2 merge
+    # two contacts each into one, 1 (row 16) is row 5 again, written differently.
+    assert (first["created"], first["merged"], first["folded"], first["unchanged"]) == (
+        23,
+        2,
+        6,
+        1,
+    )
+    assert first["updated"] == 0
+    outcomes = ("created", "updated", "merged", "unchanged", "folded", "quarantined", "skipped")
+    assert sum(first[k] for k in outcomes) == first["rows"]
     assert first["rows"] == 37
     # Only the rows nobody can be identified by are quarantined: `not-an-email` with no
     # phone, and a row with neither. Bad single values (a phone, a status word, a
@@ -65,6 +78,7 @@ def test_import_sample_twice_then_look(store: str, tmp_path: Path) -> None:
     second = json.loads(run(*with_copy, store=store).stdout)
     assert second["rows"] == 37 and second["unchanged"] == 35 and second["quarantined"] == 2
     assert (second["created"], second["updated"], second["merged"]) == (0, 0, 0)
+    assert sum(second[k] for k in outcomes) == second["rows"]
     contacts = lines(run("contacts", "list", "--json", "--limit", "100", store=store).stdout)
     assert len(contacts) == 27
     siti = next(c for c in contacts if c["email"] == "siti.nurhaliza@gmail.com")
