@@ -24,7 +24,6 @@ from connector.config import (
     load_config,
     validate_file,
 )
-from connector.mapping import Mapping
 from connector.pipeline import IngestStats, retry_quarantine
 from connector.ports import SourceError, plugins
 from connector.statuses import UnknownStatusError
@@ -317,24 +316,56 @@ def quarantine_retry(
 @GROUPS["config"].command("validate")
 def config_validate(
     ctx: typer.Context,
-    file: Path | None = typer.Argument(None, help="Config or mapping file (default: the config)."),
+    file: Path | None = typer.Argument(
+        None, metavar="[FILE]", help="Config or mapping file (default: the config)."
+    ),
 ) -> None:
-    """Check a config or mapping file; errors name file:line and the field path."""
-    from connector.config import DEFAULT_CONFIG
+    """Check a config or mapping file as the daemon would at start and on SIGHUP:
+    the schema, environment variables, schedules, mapping files and their status words.
+    Errors name file:line and the field path, in the file's order."""
+    from connector import checks
+    from connector.config import DEFAULT_CONFIG, parse_yaml
 
     path = file or state(ctx).config_path or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     if path is None:
         raise ConfigError(
             f"no file given, no --config / LEADSYNC_CONFIG and no ./{DEFAULT_CONFIG.name}"
         )
-    from connector.config import parse_yaml
-
     data, _ = parse_yaml(path)
-    model: type[LeadsyncConfig] | type[Mapping] = (
-        Mapping if isinstance(data, dict) and "columns" in data else config_model()
-    )
-    validate_file(path, model)
-    out.print(f"{path}: valid {'mapping' if model is Mapping else 'config'}")
+    if isinstance(data, dict) and "columns" in data:
+        problems = checks.mapping_problems(path, _validate_catalogue(ctx, path))
+        if problems:
+            raise ConfigError("\n".join(p.message.removeprefix("mapping file ") for p in problems))
+        out.print(f"{path}: valid mapping")
+        return
+    config = validate_file(path, config_model())
+    _daemon_would_accept(config, path)
+    out.print(f"{path}: valid config")
+
+
+def _validate_catalogue(ctx: typer.Context, mapping: Path) -> Any:
+    """The catalogue a mapping's status words must resolve in: the config's, if any."""
+    from connector.statuses import Catalogue
+
+    config_path = state(ctx).config_path
+    if config_path is not None and config_path != mapping:
+        return load_config(config_path).catalogue()
+    return Catalogue.default()
+
+
+def _daemon_would_accept(config: LeadsyncConfig, path: Path) -> None:
+    """Build the jobs and routes exactly as `leadsync run` does, on a throwaway
+    in-memory store (nothing is written anywhere)."""
+    from connector.runtime.daemon import Daemon
+    from connector.runtime.server import all_routes
+
+    memory = open_store("sqlite://", config.catalogue(), upgrade=True)
+    try:
+        daemon = Daemon(config, memory, config_path=path)
+        daemon.jobs()  # raises ConfigError naming every problem (connector/checks.py)
+        all_routes(daemon, daemon.plugins)
+    finally:
+        memory.close()
 
 
 @GROUPS["config"].command("schema")
@@ -342,7 +373,9 @@ def config_schema(
     mapping: bool = typer.Option(False, "--mapping", help="The mapping files' schema instead."),
 ) -> None:
     """Print the JSON Schema of the config (or of mapping files)."""
-    print_json(Mapping.model_json_schema() if mapping else json_schema())
+    from connector.checks import mapping_schema
+
+    print_json(mapping_schema() if mapping else json_schema())
 
 
 @GROUPS["db"].command("upgrade")
