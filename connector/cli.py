@@ -110,22 +110,33 @@ def print_stats(
     if as_json:
         print_json(summary)
         return
+    dry = bool(summary.get("dry_run"))
     table = Table(title=title, show_header=False)
     for key in ("rows", "created", "updated", "merged", "unchanged", "quarantined"):
-        table.add_row(key, str(summary[key]))
+        label = f"would be {key}" if dry and key != "rows" else key
+        table.add_row(label, str(summary[key]))
+    if stats.resolved:
+        table.add_row("quarantine closed", str(stats.resolved))
     table.add_row("seconds", f"{stats.seconds:.2f}")
     out.print(table)
     if stats.reasons:
-        reasons = Table(title="Quarantined, by reason", show_header=True)
+        from connector.store.quarantine import hint
+
+        title = "Would be quarantined, by reason" if dry else "Quarantined, by reason"
+        reasons = Table(title=title, show_header=True)
         reasons.add_column("count", justify="right")
         reasons.add_column("field: reason")
         for reason, count in stats.reasons.most_common(15):
             reasons.add_row(str(count), reason)
         out.print(reasons)
-        out.print(
-            "See them with [bold]leadsync quarantine list[/]; fix the mapping, then "
-            "[bold]leadsync quarantine retry[/]."
-        )
+        hints = sorted({hint(reason).split(",")[0] for reason in stats.reasons})
+        if dry:
+            # Nothing was kept: there is no quarantine to list or retry yet.
+            out.print(f"Dry run: nothing was quarantined. Before importing: {'; '.join(hints)}.")
+        else:
+            out.print(
+                f"To do: {'; '.join(hints)}. See them with [bold]leadsync quarantine list[/]."
+            )
 
 
 @contextmanager
@@ -269,22 +280,58 @@ def contacts_set_status(
 def quarantine_list(
     ctx: typer.Context,
     include_resolved: bool = typer.Option(False, "--all", help="Also resolved records."),
+    limit: int = typer.Option(50, "--limit", "-n", metavar="N", help="At most N (0: all)."),
+    offset: int = typer.Option(0, "--offset", metavar="N", help="Skip the first N."),
+    source: str | None = typer.Option(None, "--source", metavar="NAME", help="One source only."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one record each."),
 ) -> None:
-    """Open quarantined records with the field and reason."""
-    rows = contact_store.quarantine_list(state(ctx).store(), include_resolved)
+    """Open quarantined records with the field, the reason and what to do, oldest first."""
+    from connector.store import quarantine as quarantine_store
+
+    rows, total = quarantine_store.entries(
+        state(ctx).store(),
+        limit=limit or None,
+        offset=offset,
+        source=source,
+        include_resolved=include_resolved,
+    )
     if as_json:
         for row in rows:
-            print_json(row)
+            print_json({**row, "hint": quarantine_store.hint(row["reason"])})
         return
-    table = Table(title=f"{len(rows)} quarantined records")
+    shown = f"{offset + 1}-{offset + len(rows)} of {total}" if rows else f"none of {total}"
+    table = Table(title=f"Quarantined records ({shown})")
     for column in ("id", "source", "record", "field", "reason", "tries"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in rows:
+        reason = r["reason"] + (f" [{r['resolution']}]" if r.get("resolution") else "")
         table.add_row(
-            str(r["id"]), r["source"], r["ref"], r["field"], r["reason"], str(r["attempts"])
+            str(r["id"]), r["source"], r["record"], r["field"], reason, str(r["attempts"])
         )
     out.print(table)
+    hints = sorted({quarantine_store.hint(r["reason"]) for r in rows if not r["resolved_at"]})
+    for text in hints:
+        out.print(f"To do: {text}.")
+    if offset + len(rows) < total:
+        out.print(f"More: [bold]--offset {offset + len(rows)}[/] (or --limit 0 for all).")
+
+
+@GROUPS["quarantine"].command("dismiss")
+def quarantine_dismiss(
+    ctx: typer.Context,
+    ids: list[int] = typer.Argument(None, metavar="[ID]...", help="Entries to dismiss."),
+    source: str | None = typer.Option(
+        None, "--source", metavar="NAME", help="Every open entry of this source."
+    ),
+    reason: str | None = typer.Option(
+        None, "--reason", metavar="TEXT", help="Every open entry whose reason contains TEXT."
+    ),
+) -> None:
+    """Close entries that will never be fixed; they stay in the store, marked dismissed."""
+    from connector.store import quarantine as quarantine_store
+
+    closed = quarantine_store.dismiss(state(ctx).store(), ids or (), source=source, reason=reason)
+    out.print(f"dismissed {closed} quarantine entr{'y' if closed == 1 else 'ies'}")
 
 
 @GROUPS["quarantine"].command("retry")

@@ -40,6 +40,7 @@ from connector.ports import Batch, LeadSource
 from connector.runtime.metrics import LEADS_INGESTED, QUARANTINED
 from connector.store import Store
 from connector.store import ingest as writes
+from connector.store import quarantine as quarantine_store
 from connector.store.tables import quarantine
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,8 @@ class IngestStats:
     merged: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    resolved: int = 0
+    """Open quarantine entries this ingest closed (their record came in fine)."""
     reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -236,7 +239,12 @@ class Pipeline:
                         resolver.add(record)
                     plan = resolver.finish()
                     writes.apply(conn, plan, now)
-                    filed = writes.quarantine_records(conn, bad, context, now)
+                    # The stream (a CSV's file, a form) is kept with the entry, so the
+                    # list can say which file or form to fix.
+                    where = {**context, "stream": stream} if stream and bad else context
+                    filed = writes.quarantine_records(conn, bad, where, now)
+                    # The same records ingested fine now: their open entries close.
+                    closed = quarantine_store.resolve_reingested(conn, source, good, now)
                     if stream is not None and cursor is not _KEEP:
                         writes.save_cursor(conn, source, stream, cursor, now)
                     if also is not None:
@@ -256,6 +264,7 @@ class Pipeline:
         stats.merged += plan.merged
         stats.unchanged += plan.unchanged
         stats.quarantined += len(bad)
+        stats.resolved += closed
         for record in bad:
             for problem in record.problems:
                 stats.reasons[f"{problem.field}: {problem.reason}"] += 1
@@ -377,7 +386,7 @@ def retry_quarantine(
             conn.execute(
                 update(quarantine)
                 .where(quarantine.c.id == row["id"])
-                .values(resolved_at=now, attempts=row["attempts"] + 1)
+                .values(resolved_at=now, resolution="retried", attempts=row["attempts"] + 1)
             )
         for name in ("created", "updated", "merged", "unchanged"):
             setattr(stats, name, getattr(stats, name) + getattr(pipeline.stats, name))

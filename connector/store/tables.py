@@ -191,7 +191,13 @@ quarantine = Table(
     Column("attempts", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("resolved_at", UTCDateTime()),
+    # How it closed: `reingested` (the same record came in fine later), `retried`
+    # (`quarantine retry` ingested it) or `dismissed` (the admin closed it).
+    Column("resolution", String(32)),
+    # The id the record would have as a lead: a later ingest of it closes this entry.
+    Column("source_id", Text),
     UniqueConstraint("source", "fingerprint"),
+    Index("ix_quarantine_source_source_id", "source", "source_id"),
 )
 
 # -- runtime: what the daemon keeps about its own work ---------------------------------
