@@ -102,7 +102,7 @@ def entries(
 
 
 # Reasons a mapping change fixes; every other reason is in the data itself.
-_MAPPING_REASONS = ("mapping", "not a standard field", "map it")
+_MAPPING_REASONS = ("mapping", "not a standard field", "map it", "default_region")
 
 
 def hint(reason: str) -> str:

@@ -54,3 +54,20 @@ def test_a_fixed_and_reimported_row_closes_and_dismiss_closes_the_rest(tmp_path:
     assert lines(run("quarantine", "list", "--json", store=store).stdout) == []
     refused = run("quarantine", "dismiss", store=store, ok=False)
     assert refused.returncode == 2 and "say which entries" in refused.stderr
+
+
+def test_import_without_a_mapping_shows_what_it_inferred(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'q.db'}"
+    people = tmp_path / "people.csv"
+    people.write_text("Họ tên,Emel,Bandar\nNguyễn Văn An,an@example.com,Hà Nội\n", "utf-8")
+    dry = run("import", "csv", str(people), "--dry-run", store=store).stdout
+    assert "Emel -> email" in dry and "nothing was imported" in dry
+    assert lines(run("contacts", "list", "--json", store=store).stdout) == []
+    done = run("import", "csv", str(people), "--json", store=store)
+    assert "Họ tên -> full_name" in done.stderr and json.loads(done.stdout)["created"] == 1
+    nobody = tmp_path / "nobody.csv"
+    nobody.write_text("Nama,Bandar\nAli,Ipoh\n", "utf-8")
+    refused = run("import", "csv", str(nobody), store=store, ok=False)
+    assert refused.returncode == 2 and "no column identifies a person" in refused.stderr
+    drafted = run("mapping", "draft", str(people), "--region", "vn").stdout
+    assert "default_region: VN" in drafted and "Emel: email" in drafted
