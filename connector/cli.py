@@ -25,7 +25,6 @@ from connector.config import (
     load_config,
     validate_file,
 )
-from connector.mapping import Mapping
 from connector.pipeline import IngestStats, retry_quarantine
 from connector.ports import SourceError, plugins
 from connector.statuses import UnknownStatusError
@@ -50,6 +49,7 @@ GROUPS: dict[str, typer.Typer] = {
     "statuses": typer.Typer(help="The status catalogue.", no_args_is_help=True),
     "fake": typer.Typer(help="Local emulators of the external APIs.", no_args_is_help=True),
     "backfill": typer.Typer(help="Read a source's history once.", no_args_is_help=True),
+    "mapping": typer.Typer(help="Mapping files: a first draft from a file.", no_args_is_help=True),
 }
 for _name, _group in GROUPS.items():
     app.add_typer(_group, name=_name)
@@ -116,6 +116,7 @@ def print_stats(
     if as_json:
         print_json(summary)
         return
+    dry = bool(summary.get("dry_run"))
     table = Table(title=title, show_header=False)
     for key in (
         "rows",
@@ -127,7 +128,10 @@ def print_stats(
         "quarantined",
         "skipped",
     ):
-        table.add_row(key, str(summary[key]))
+        label = f"would be {key}" if dry and key not in ("rows", "skipped") else key
+        table.add_row(label, str(summary[key]))
+    if stats.resolved:
+        table.add_row("quarantine closed", str(stats.resolved))
     table.add_row("seconds", f"{stats.seconds:.2f}")
     if stats.field_issues:
         table.add_row("field issues", str(stats.field_issues))
@@ -140,16 +144,23 @@ def print_stats(
             fields.add_row(str(count), reason)
         out.print(fields)
     if stats.reasons:
-        reasons = Table(title="Quarantined, by reason", show_header=True)
+        from connector.store.quarantine import hint
+
+        title = "Would be quarantined, by reason" if dry else "Quarantined, by reason"
+        reasons = Table(title=title, show_header=True)
         reasons.add_column("count", justify="right")
         reasons.add_column("field: reason")
         for reason, count in stats.reasons.most_common(15):
             reasons.add_row(str(count), reason)
         out.print(reasons)
-        out.print(
-            "See them with [bold]leadsync quarantine list[/]; fix the mapping, then "
-            "[bold]leadsync quarantine retry[/]."
-        )
+        hints = sorted({hint(reason).split(",")[0] for reason in stats.reasons})
+        if dry:
+            # Nothing was kept: there is no quarantine to list or retry yet.
+            out.print(f"Dry run: nothing was quarantined. Before importing: {'; '.join(hints)}.")
+        else:
+            out.print(
+                f"To do: {'; '.join(hints)}. See them with [bold]leadsync quarantine list[/]."
+            )
 
 
 @contextmanager
@@ -377,6 +388,9 @@ class QuarantineKind(StrEnum):
 def quarantine_list(
     ctx: typer.Context,
     include_resolved: bool = typer.Option(False, "--all", help="Also resolved records."),
+    limit: int = typer.Option(50, "--limit", "-n", metavar="N", help="At most N (0: all)."),
+    offset: int = typer.Option(0, "--offset", metavar="N", help="Skip the first N."),
+    source: str | None = typer.Option(None, "--source", metavar="NAME", help="One source only."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one record each."),
     kind: QuarantineKind | None = typer.Option(
         None,
@@ -385,28 +399,61 @@ def quarantine_list(
         "left out of an ingested contact. Both when absent.",
     ),
 ) -> None:
-    """Open quarantined records with the field and reason."""
-    rows = contact_store.quarantine_list(
-        state(ctx).store(), include_resolved, kind.value if kind else None
+    """Open quarantined records and field issues with the field, the reason and what to
+    do, oldest first."""
+    from connector.store import quarantine as quarantine_store
+
+    rows, total = quarantine_store.entries(
+        state(ctx).store(),
+        limit=limit or None,
+        offset=offset,
+        source=source,
+        include_resolved=include_resolved,
+        kind=kind.value if kind else None,
     )
     if as_json:
         for row in rows:
-            print_json(row)
+            print_json({**row, "hint": quarantine_store.hint(row["reason"])})
         return
-    table = Table(title=f"{len(rows)} quarantined records")
+    shown = f"{offset + 1}-{offset + len(rows)} of {total}" if rows else f"none of {total}"
+    table = Table(title=f"Quarantined records and field issues ({shown})")
     for column in ("id", "kind", "source", "record", "field", "reason", "tries"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in rows:
+        reason = r["reason"] + (f" [{r['resolution']}]" if r.get("resolution") else "")
         table.add_row(
             str(r["id"]),
             r["kind"],
             r["source"],
-            r["ref"],
+            r["record"],
             r["field"],
-            r["reason"],
+            reason,
             str(r["attempts"]),
         )
     out.print(table)
+    hints = sorted({quarantine_store.hint(r["reason"]) for r in rows if not r["resolved_at"]})
+    for text in hints:
+        out.print(f"To do: {text}.")
+    if offset + len(rows) < total:
+        out.print(f"More: [bold]--offset {offset + len(rows)}[/] (or --limit 0 for all).")
+
+
+@GROUPS["quarantine"].command("dismiss")
+def quarantine_dismiss(
+    ctx: typer.Context,
+    ids: list[int] = typer.Argument(None, metavar="[ID]...", help="Entries to dismiss."),
+    source: str | None = typer.Option(
+        None, "--source", metavar="NAME", help="Every open entry of this source."
+    ),
+    reason: str | None = typer.Option(
+        None, "--reason", metavar="TEXT", help="Every open entry whose reason contains TEXT."
+    ),
+) -> None:
+    """Close entries that will never be fixed; they stay in the store, marked dismissed."""
+    from connector.store import quarantine as quarantine_store
+
+    closed = quarantine_store.dismiss(state(ctx).store(), ids or (), source=source, reason=reason)
+    out.print(f"dismissed {closed} quarantine entr{'y' if closed == 1 else 'ies'}")
 
 
 @GROUPS["quarantine"].command("retry")
@@ -438,24 +485,56 @@ def quarantine_retry(
 @GROUPS["config"].command("validate")
 def config_validate(
     ctx: typer.Context,
-    file: Path | None = typer.Argument(None, help="Config or mapping file (default: the config)."),
+    file: Path | None = typer.Argument(
+        None, metavar="[FILE]", help="Config or mapping file (default: the config)."
+    ),
 ) -> None:
-    """Check a config or mapping file; errors name file:line and the field path."""
-    from connector.config import DEFAULT_CONFIG
+    """Check a config or mapping file as the daemon would at start and on SIGHUP:
+    the schema, environment variables, schedules, mapping files and their status words.
+    Errors name file:line and the field path, in the file's order."""
+    from connector import checks
+    from connector.config import DEFAULT_CONFIG, parse_yaml
 
     path = file or state(ctx).config_path or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     if path is None:
         raise ConfigError(
             f"no file given, no --config / LEADSYNC_CONFIG and no ./{DEFAULT_CONFIG.name}"
         )
-    from connector.config import parse_yaml
-
     data, _ = parse_yaml(path)
-    model: type[LeadsyncConfig] | type[Mapping] = (
-        Mapping if isinstance(data, dict) and "columns" in data else config_model()
-    )
-    validate_file(path, model)
-    out.print(f"{path}: valid {'mapping' if model is Mapping else 'config'}")
+    if isinstance(data, dict) and "columns" in data:
+        problems = checks.mapping_problems(path, _validate_catalogue(ctx, path))
+        if problems:
+            raise ConfigError("\n".join(p.message.removeprefix("mapping file ") for p in problems))
+        out.print(f"{path}: valid mapping")
+        return
+    config = validate_file(path, config_model())
+    _daemon_would_accept(config, path)
+    out.print(f"{path}: valid config")
+
+
+def _validate_catalogue(ctx: typer.Context, mapping: Path) -> Any:
+    """The catalogue a mapping's status words must resolve in: the config's, if any."""
+    from connector.statuses import Catalogue
+
+    config_path = state(ctx).config_path
+    if config_path is not None and config_path != mapping:
+        return load_config(config_path).catalogue()
+    return Catalogue.default()
+
+
+def _daemon_would_accept(config: LeadsyncConfig, path: Path) -> None:
+    """Build the jobs and routes exactly as `leadsync run` does, on a throwaway
+    in-memory store (nothing is written anywhere)."""
+    from connector.runtime.daemon import Daemon
+    from connector.runtime.server import all_routes
+
+    memory = open_store("sqlite://", config.catalogue(), upgrade=True)
+    try:
+        daemon = Daemon(config, memory, config_path=path)
+        daemon.jobs()  # raises ConfigError naming every problem (connector/checks.py)
+        all_routes(daemon, daemon.plugins)
+    finally:
+        memory.close()
 
 
 @GROUPS["config"].command("schema")
@@ -463,7 +542,9 @@ def config_schema(
     mapping: bool = typer.Option(False, "--mapping", help="The mapping files' schema instead."),
 ) -> None:
     """Print the JSON Schema of the config (or of mapping files)."""
-    print_json(Mapping.model_json_schema() if mapping else json_schema())
+    from connector.checks import mapping_schema
+
+    print_json(mapping_schema() if mapping else json_schema())
 
 
 @GROUPS["db"].command("upgrade")

@@ -40,6 +40,7 @@ from connector.ports import Batch, LeadSource
 from connector.runtime.metrics import LEADS_INGESTED, QUARANTINED
 from connector.store import Store, issues
 from connector.store import ingest as writes
+from connector.store import quarantine as quarantine_store
 from connector.store.tables import quarantine
 from connector.text import clean_leads
 
@@ -85,6 +86,8 @@ class IngestStats:
     skipped: int = 0
     # Reasons are categories (`budget: not a number`), never values: a bad column is
     # one reason with a count. Whole records and single fields are counted apart.
+    resolved: int = 0
+    """Open quarantine entries this ingest closed (their record came in fine)."""
     reasons: Counter[str] = field(default_factory=Counter)
     field_issues: int = 0
     field_reasons: Counter[str] = field(default_factory=Counter)
@@ -302,6 +305,12 @@ class Pipeline:
                     writes.apply(conn, plan, now)
                     filed = writes.quarantine_records(conn, bad, context, now)
                     issues.settle(conn, source, good, context, now)
+                    # The stream (a CSV's file, a form) is kept with the entry, so the
+                    # list can say which file or form to fix.
+                    where = {**context, "stream": stream} if stream and bad else context
+                    filed = writes.quarantine_records(conn, bad, where, now)
+                    # The same records ingested fine now: their open entries close.
+                    closed = quarantine_store.resolve_reingested(conn, source, good, now)
                     if stream is not None and cursor is not _KEEP:
                         writes.save_cursor(conn, source, stream, cursor, now)
                     if also is not None:
@@ -323,6 +332,7 @@ class Pipeline:
         stats.folded += plan.folded
         stats.quarantined += len(bad)
         stats.skipped += skipped
+        stats.resolved += closed
         for record in bad:
             for problem in record.problems:
                 stats.reasons[f"{problem.field}: {problem.reason}"] += 1
@@ -452,7 +462,7 @@ def retry_quarantine(
             conn.execute(
                 update(quarantine)
                 .where(quarantine.c.id == row["id"])
-                .values(resolved_at=now, attempts=row["attempts"] + 1)
+                .values(resolved_at=now, resolution="retried", attempts=row["attempts"] + 1)
             )
         for name in ("created", "updated", "merged", "unchanged", "folded", "field_issues"):
             setattr(stats, name, getattr(stats, name) + getattr(pipeline.stats, name))

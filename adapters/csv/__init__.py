@@ -26,6 +26,10 @@ class CsvPlugin:
 
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         groups["import"].command("csv")(import_csv)
+        if "mapping" in groups:
+            from adapters.csv.draft import mapping_draft
+
+            groups["mapping"].command("draft")(mapping_draft)
 
     def remap(self, raw: MappingABC[str, Any], context: MappingABC[str, Any], ref: str) -> Lead:
         path = context.get("mapping")
@@ -75,7 +79,14 @@ class CsvPlugin:
 def import_csv(
     ctx: typer.Context,
     files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="CSV file(s)."),
-    mapping: Path = typer.Option(..., "--mapping", "-m", exists=True, help="Mapping YAML."),
+    mapping: Path | None = typer.Option(
+        None,
+        "--mapping",
+        "-m",
+        exists=True,
+        metavar="FILE",
+        help="Mapping YAML (default: inferred from the header and shown first).",
+    ),
     source: str | None = typer.Option(
         None, help="Source name (default: the mapping's, or the file name)."
     ),
@@ -90,8 +101,13 @@ def import_csv(
     from connector.cli import print_stats, progress_bar, state
 
     app_state = state(ctx)
+    if mapping is None:
+        loaded = _infer_mapping(app_state, files[0], encoding, delimiter, dry_run, as_json)
+        if loaded is None:
+            return
+    else:
+        loaded = load_mapping(mapping)
     store = app_state.store()
-    loaded = load_mapping(mapping)
     csv_source = CsvSource(
         name=source or loaded.source or files[0].stem,
         paths=files,
@@ -115,6 +131,30 @@ def import_csv(
         stats = pipeline.run(csv_source)
     title = f"import {csv_source.name}" + (" (dry run: nothing was written)" if dry_run else "")
     print_stats(stats, title, as_json, {"dry_run": dry_run, "source": csv_source.name})
+
+
+def _infer_mapping(
+    app_state: Any,
+    file: Path,
+    encoding: str | None,
+    delimiter: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> Any:
+    """The inferred mapping, shown first (on stderr with --json, so the JSON stays
+    clean); None with --dry-run, which stops once the mapping is shown."""
+    from adapters.csv.draft import describe, inferred
+    from connector.cli import err, out
+
+    catalogue = app_state.config().catalogue()
+    found, loaded = inferred(file, catalogue, encoding, delimiter)
+    console = err if as_json else out
+    for line in describe(found):
+        console.print(line, highlight=False, markup=False)
+    if dry_run:
+        console.print("Dry run: stopping here; nothing was imported.", highlight=False)
+        return None
+    return loaded
 
 
 plugin = CsvPlugin()

@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from connector import checks
 from connector.config import ConfigError, load_config
 from connector.logs import describe
 from connector.ports import Destination, Health, Job, Plugin, Runtime
@@ -238,6 +239,8 @@ class Daemon(Runtime):
                 }
 
             found.append(Job(id=OUTBOX_JOB, run=deliver, every=OUTBOX_EVERY, jitter=1.0))
+        # The same checks `leadsync config validate` runs (connector/checks.py).
+        checks.require(self.config, found, self.config_path)
         return scheduled(found, getattr(self.config, "schedules", None) or {})
 
     def run_once(self, jobs: Sequence[Job] | None = None) -> int:

@@ -407,6 +407,8 @@ def quarantine_records(
             "attempts": 1,
             "created_at": now,
             "resolved_at": None,
+            "resolution": None,
+            "source_id": r.source_id,
         }
         for fp, r in by_print.items()
         if fp not in existing

@@ -239,8 +239,14 @@ quarantine = Table(
     # person (0003_field_issues).
     Column("kind", String(16), nullable=False, server_default="record"),
     Column("contact_id", Integer, ForeignKey("contacts.id")),
+    # How it closed: `reingested` (the same record came in fine later), `retried`
+    # (`quarantine retry` ingested it) or `dismissed` (the admin closed it).
+    Column("resolution", String(32)),
+    # The id the record would have as a lead: a later ingest of it closes this entry.
+    Column("source_id", Text),
     UniqueConstraint("source", "fingerprint"),
     Index(None, "contact_id"),
+    Index("ix_quarantine_source_source_id", "source", "source_id"),
 )
 
 # -- runtime: what the daemon keeps about its own work ---------------------------------

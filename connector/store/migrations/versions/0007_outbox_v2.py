@@ -27,7 +27,7 @@ from connector.store.tables import UTCDateTime
 revision: str = "0007"
 # The brief names "0002"; this branch's head is already 0003 (leaner indexes), and two
 # heads would stop `upgrade head`. The lead re-chains revisions when merging.
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,153 @@
+"""Quarantine that closes: entries resolve when their record is ingested later, the
+admin dismisses what will never be fixed, and the list is paged and filtered.
+
+An entry is open while `resolved_at` is NULL; `resolution` says how it closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, select, true, update
+
+from connector.model import Resolved
+from connector.store.bulk import among
+from connector.store.engine import Store
+from connector.store.ingest import fingerprint
+from connector.store.tables import quarantine
+
+Resolution = Literal["reingested", "retried", "dismissed"]
+_OPEN = quarantine.c.resolved_at.is_(None)
+
+
+def resolve_reingested(
+    conn: Connection, source: str, records: Sequence[Resolved], now: datetime
+) -> int:
+    """Close the open entries of `source` whose record was just ingested fine: the same
+    source id, else the same raw content (the mapping was fixed and the file imported
+    again). One indexed query when the source has nothing open, so the hot path pays
+    almost nothing. Returns how many closed."""
+    if not records:
+        return 0
+    has_open = conn.execute(select(exists().where(quarantine.c.source == source, _OPEN))).scalar()
+    if not has_open:
+        return 0
+    closed = 0
+    ids = [r.source_id for r in records]
+    prints = [fingerprint(r.source, r.raw) for r in records]
+    for column, values in ((quarantine.c.source_id, ids), (quarantine.c.fingerprint, prints)):
+        for cond in among(conn, column, values):
+            closed += conn.execute(
+                update(quarantine)
+                .where(quarantine.c.source == source, quarantine.c.kind == "record", _OPEN, cond)
+                .values(resolved_at=now, resolution="reingested")
+            ).rowcount
+    return closed
+
+
+def dismiss(
+    store: Store,
+    ids: Sequence[int] = (),
+    *,
+    source: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Close open entries the admin will not fix: by id, or every one of a source or
+    whose reason contains `reason` (case-insensitive). Returns how many closed."""
+    conditions: list[ColumnElement[bool]] = []
+    if ids:
+        conditions.append(quarantine.c.id.in_(list(ids)))
+    if source:
+        conditions.append(quarantine.c.source == source)
+    if reason:
+        conditions.append(func.lower(quarantine.c.reason).contains(reason.lower()))
+    if not conditions:
+        raise ValueError("say which entries to dismiss: ids, --source or --reason")
+    with store.engine.begin() as conn:
+        return int(
+            conn.execute(
+                update(quarantine)
+                .where(_OPEN, and_(*conditions))
+                .values(resolved_at=now or datetime.now(UTC), resolution="dismissed")
+            ).rowcount
+        )
+
+
+def entries(
+    store: Store,
+    *,
+    limit: int | None = 50,
+    offset: int = 0,
+    source: str | None = None,
+    include_resolved: bool = False,
+    kind: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of entries (oldest first) and how many match in all. `kind`: 'record'
+    (whole records nobody could identify or read), 'field' (one value left out of an
+    ingested contact), or both when None."""
+    where: list[ColumnElement[bool]] = []
+    if not include_resolved:
+        where.append(_OPEN)
+    if kind is not None:
+        where.append(quarantine.c.kind == kind)
+    if source:
+        where.append(quarantine.c.source == source)
+    condition = and_(true(), *where)
+    query = select(quarantine).where(condition).order_by(quarantine.c.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with store.reader.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(quarantine).where(condition))
+        count = int(total.scalar_one())
+        rows = [_entry(q._mapping) for q in conn.execute(query)]
+    return rows, count
+
+
+# Reasons a mapping change fixes; every other reason is in the data itself.
+_MAPPING_REASONS = ("mapping", "not a standard field", "map it", "default_region")
+
+
+def hint(reason: str) -> str:
+    """What the admin does about an entry: fix the mapping, or fix the data."""
+    lowered = reason.lower()
+    if any(marker in lowered for marker in _MAPPING_REASONS):
+        return "fix the mapping, then `leadsync quarantine retry`"
+    return "fix the data at the source and import it again (the entry closes by itself)"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def record_name(ref: str, context: Any) -> str:
+    """The entry's record as a person finds it: `leads.csv row 5`, `lead 123`."""
+    stream = context.get("stream") if isinstance(context, dict) else None
+    if isinstance(stream, str) and context.get("kind") == "csv":
+        name = stream.replace("\\", "/").rsplit("/", 1)[-1]
+        if not ref.startswith(name):
+            return f"{name} {ref}"
+    return ref
+
+
+def _entry(q: Any) -> dict[str, Any]:
+    return {
+        "id": q["id"],
+        "source": q["source"],
+        "ref": q["ref"],
+        "record": record_name(q["ref"], q["context"]),
+        "field": q["field"],
+        "reason": q["reason"],
+        "attempts": q["attempts"],
+        "created_at": _iso(q["created_at"]),
+        "resolved_at": _iso(q["resolved_at"]),
+        "resolution": q["resolution"],
+        "kind": q["kind"],
+        "contact_id": q["contact_id"],
+        "raw": q["raw"],
+    }
+
+
+__all__ = ["Resolution", "dismiss", "entries", "hint", "resolve_reingested"]
