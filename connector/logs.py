@@ -26,6 +26,19 @@ def describe(exc: BaseException) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
+class _CurrentStderr:
+    """Writes to `sys.stderr` as it is at each write, not as it was at `configure()`:
+    a test runner's or a CLI runner's captured stream is closed after its command, and
+    a logger bound to it would fail every later log call with "I/O operation on closed
+    file"."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(verbosity: int = 0, json: bool | None = None) -> None:
     """Set up structlog; `verbosity` 0 = warnings, 1 = info, 2+ = debug."""
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
@@ -41,6 +54,6 @@ def configure(verbosity: int = 0, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
