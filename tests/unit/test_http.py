@@ -204,6 +204,26 @@ def test_connection_errors_and_timeouts_are_retried() -> None:
 
 
 @responses.activate
+def test_an_answer_cut_off_mid_body_is_retried() -> None:
+    t = FakeTime()
+    responses.post(f"{BASE}/x", body=requests.exceptions.ChunkedEncodingError("cut"))
+    responses.post(f"{BASE}/x", json={"ok": 1})
+    client, _ = make(t)
+    assert client.request("POST", "/x", json={}).json() == {"ok": 1}
+    assert client.errors == {"connection": 1}
+
+
+@responses.activate
+def test_a_scope_known_paused_for_long_raises_without_calling() -> None:
+    t = FakeTime()
+    client, _ = make(t)
+    client.scope("account").pause(7200)
+    with pytest.raises(ThrottledError) as caught:
+        client.request("GET", "/x", scope="account")
+    assert caught.value.wait == pytest.approx(7200) and client.calls == 0 and t.slept == []
+
+
+@responses.activate
 def test_timeouts_and_session_headers_are_sent() -> None:
     t = FakeTime()
     responses.get(f"{BASE}/x", json={})
