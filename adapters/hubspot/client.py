@@ -4,9 +4,13 @@ Why not `hubspot-api-client`: its generated REST layer (urllib3) has its own ret
 policy and exceptions, so HubSpot would be the one adapter whose 429s, daily limit,
 timeouts and metrics bypass the shared error table and rate-limit scopes; its models
 are plain generated classes that buy us nothing over the few JSON fields we read; and
-its signature helper defaults to v2 and takes the body as text, where v3 must be
-checked on the raw bytes (adapters/hubspot/signature.py does that in 40 lines). So:
-plain requests through connector/http.py, and no extra dependency.
+its signature helper (hubspot/utils/signature.py, read in HubSpot/hubspot-api-python)
+defaults to v2, takes the body as `str` (so raw bytes must be decoded and re-encoded
+first), compares `str`s (hmac.compare_digest raises TypeError on a non-ASCII header
+instead of saying "invalid"), raises rather than returns False on a stale timestamp
+and accepts any timestamp from the future. adapters/hubspot/signature.py does v3 on
+the raw bytes in 40 lines. So: plain requests through connector/http.py, and no extra
+dependency.
 
 What it does (§G): search by `lastmodifieddate` ascending, 200 a page, past the
 10,000-result cap by restarting with GTE from the last timestamp seen and dropping the
