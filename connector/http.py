@@ -294,6 +294,16 @@ class HttpClient:
         names: list[str],
     ) -> requests.Response:
         for name in names:
+            paused = self.scope(name).paused_for()
+            if paused > self.max_pause:
+                # Known to fail until then (a daily limit): no call, no hour-long sleep.
+                raise ThrottledError(
+                    f"{self.adapter}: {name} is paused for {paused:.0f}s",
+                    scope=name,
+                    wait=paused,
+                    action=f"wait: {name} is throttled for {paused:.0f}s",
+                )
+        for name in names:
             waited = self.scope(name).acquire(self.stopping)
             if waited:
                 self.hooks.throttled(self.adapter, waited)

@@ -37,16 +37,8 @@ class HubSpotConfig(BaseModel):
     )
     webhook_secret: SecretStr | None = Field(
         None,
-        description="The app's client secret: verifies X-HubSpot-Signature-v3 on webhook "
-        "deliveries. Without it webhooks are refused.",
-    )
-    webhook_path: str = Field(
-        "/webhooks/hubspot", description="Path of the webhook on the daemon's server."
-    )
-    public_url: str | None = Field(
-        None,
-        description="The webhook's URL exactly as HubSpot calls it (scheme, host, path): "
-        "the v3 signature covers it. Default: the URL of the request as received.",
+        description="The app's client secret: what X-HubSpot-Signature-v3 on webhook "
+        "deliveries is verified with (adapters/hubspot/signature.py).",
     )
     context_properties: dict[str, str] = Field(
         default_factory=dict,

@@ -111,10 +111,11 @@ class Api:
 
     def control(self, method: Callable[..., Any]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            body = json.loads(await request.body() or b"{}")
-            args = dict(body, **request.path_params) if isinstance(body, dict) else {}
             try:
-                return JSONResponse(method(**args))
+                body = json.loads(await request.body() or b"{}")
+                if not isinstance(body, dict):
+                    raise ValueError("the body must be a JSON object")
+                return JSONResponse(method(**body, **request.path_params))
             except (TypeError, ValueError, KeyError, HubSpotError) as exc:
                 return JSONResponse({"status": "error", "message": repr(exc)}, status_code=400)
 
@@ -274,7 +275,10 @@ class Api:
         found, missing = [], []
         for i in inputs:
             contact = self.fake.portal.find(str(i.get("id")), id_property)
-            (found.append(contact.json(wanted)) if contact else missing.append(str(i.get("id"))))
+            if contact is None:
+                missing.append(str(i.get("id")))
+            else:
+                found.append(contact.json(wanted))
         return batch_result(found, missing, self.fake.portal.clock_ms())
 
     def get_one(self, request: Request, body: Any) -> Any:

@@ -204,6 +204,26 @@ def test_connection_errors_and_timeouts_are_retried() -> None:
 
 
 @responses.activate
+def test_an_answer_cut_off_mid_body_is_retried() -> None:
+    t = FakeTime()
+    responses.post(f"{BASE}/x", body=requests.exceptions.ChunkedEncodingError("cut"))
+    responses.post(f"{BASE}/x", json={"ok": 1})
+    client, _ = make(t)
+    assert client.request("POST", "/x", json={}).json() == {"ok": 1}
+    assert client.errors == {"connection": 1}
+
+
+@responses.activate
+def test_a_scope_known_paused_for_long_raises_without_calling() -> None:
+    t = FakeTime()
+    client, _ = make(t)
+    client.scope("account").pause(7200)
+    with pytest.raises(ThrottledError) as caught:
+        client.request("GET", "/x", scope="account")
+    assert caught.value.wait == pytest.approx(7200) and client.calls == 0 and t.slept == []
+
+
+@responses.activate
 def test_timeouts_and_session_headers_are_sent() -> None:
     t = FakeTime()
     responses.get(f"{BASE}/x", json={})
@@ -241,3 +261,30 @@ def test_retry_after_reads_seconds_and_dates_and_survives_garbage() -> None:
     assert retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=lambda: 1445412480.0) == 10.0
     assert retry_after("soon") is None
     assert retry_after(None) is None
+
+
+def test_over_loopback_a_throttled_search_is_waited_out_in_its_scope() -> None:
+    """The layer against the HubSpot emulator: no pacing on our side, so the sixth
+    search in a second gets HubSpot's 429 (policy SECONDLY), the search scope pauses
+    for the wait the table names, and the call then succeeds."""
+    from adapters.hubspot.client import error_table
+    from adapters.hubspot.fake import FakeHubSpot
+
+    t = FakeTime()
+    with FakeHubSpot(clock=t.clock) as fake:
+        client = HttpClient(
+            "hubspot",
+            fake.base_url,
+            error_table(t.clock),
+            headers={"Authorization": f"Bearer {fake.token}"},
+            scopes={"search": Scope("search", clock=t.clock, sleep=t.sleep)},
+            sleep=t.sleep,
+        )
+        path = "/crm/v3/objects/contacts/search"
+        for _ in range(6):
+            assert client.request("POST", path, json={"limit": 1}, scope="search").ok
+        assert client.errors == {"SECONDLY": 1}
+        assert fake.calls["error_429"] == 1 and sum(t.slept) == pytest.approx(1.0)
+        with pytest.raises(HttpError) as caught:
+            client.request("POST", path, json={"limit": 1, "sorting": []}, scope="search")
+        assert caught.value.code == "VALIDATION_ERROR" and caught.value.status == 400
