@@ -122,6 +122,12 @@ def _cli(config: Path, url: str) -> list[str]:
 @pytest.mark.postgres
 @pytest.mark.usefixtures("_pg_migrated")
 def test_three_replicas_on_one_postgres(fake: Any, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from connector.store.tables import contacts
+
     reset_postgres()
     open_store(PG_URL, upgrade=True).close()
     page = fake.add_page("Shared Page")
@@ -135,11 +141,24 @@ def test_three_replicas_on_one_postgres(fake: Any, tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "leadsync.yaml", fake, page, poll_every=1, lag=30, first_poll_days=2
     )
-    # Outbound effects waiting for a destination every replica offers.
+    # Outbound effects waiting for a destination every replica offers, for 30 contacts
+    # in random order (each contact's effects must arrive in id order).
     engine = create_engine(PG_URL)
+    now_at = datetime.now(UTC)
     with engine.begin() as conn:
+        people = [
+            conn.execute(
+                insert(contacts)
+                .values(status=0, custom={}, created_at=now_at, updated_at=now_at)
+                .returning(contacts.c.id)
+            ).scalar_one()
+            for _ in range(30)
+        ]
+        pick = random.Random(3)
         for i in range(300):
-            outbox.enqueue(conn, "recorder", "test.effect", f"effect-{i}", {"n": i})
+            outbox.enqueue(
+                conn, "recorder", "test.effect", f"effect-{i}", pick.choice(people), {"n": i}
+            )
     engine.dispose()
     deliveries = tmp_path / "outbox.log"
     env = {
@@ -184,8 +203,13 @@ def test_three_replicas_on_one_postgres(fake: Any, tmp_path: Path) -> None:
     assert len(hooks) >= 60 and not [h for h in hooks if h.error]
     assert any(h.processed_at for h in hooks), "no replica drained a webhook"
     assert len({r.replica for r in runs}) > 1, "the jobs never moved between replicas"
-    delivered = [line.split()[0] for line in deliveries.read_text().splitlines()]
-    assert len(delivered) == len(set(delivered)) == 300  # no outbox row delivered twice
+    delivered = [line.split() for line in deliveries.read_text().splitlines()]
+    assert len(delivered) == len({d[0] for d in delivered}) == 300  # none delivered twice
+    by_contact: dict[str, list[int]] = {}
+    for row_id, _pid, contact in delivered:
+        by_contact.setdefault(contact, []).append(int(row_id))
+    assert len(by_contact) == 30
+    assert all(seq == sorted(seq) for seq in by_contact.values()), "per-contact order broken"
     by_job: dict[str, list[Any]] = {}
     for run in runs:
         by_job.setdefault(run.job_id, []).append(run)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from connector.cli import app
@@ -20,7 +21,13 @@ from tests.runtime.test_outbox import Recorder, people, rows
 
 
 def cli(url: str, *args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(app, ["--store", url, *args], catch_exceptions=False)
+    # The CLI points structlog at the runner's stderr, closed once it returns: give the
+    # tests that follow the logging they had.
+    saved = structlog.get_config()
+    try:
+        result = CliRunner().invoke(app, ["--store", url, *args], catch_exceptions=False)
+    finally:
+        structlog.configure(**saved)
     assert result.exit_code == code, result.output
     return result.output
 

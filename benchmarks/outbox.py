@@ -1,0 +1,157 @@
+"""Outbox benchmark: rows/s claimed, delivered (to a no-op destination) and recorded.
+
+    python benchmarks/outbox.py --store sqlite --rows 10000 --workers 1 3
+    python benchmarks/outbox.py --store postgres --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/lt_outbox
+
+For each store and each worker count: a fresh store with `--rows` pending rows spread
+over `--contacts` contacts (random order, so the per-contact order check has work to
+do), then that many worker processes (as replicas are) start together and run
+`outbox.deliver_batch` until nothing is pending. The figure is rows / wall time from
+the start signal to the last worker's end; the destination does nothing, so this is
+the outbox's own cost (claim, order check, lease, record), the ceiling a real
+destination's latency divides. Every row is checked delivered exactly once at the end.
+The PostgreSQL schema at --pg-url is dropped and recreated: point it at a database of
+your own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from sqlalchemy import create_engine, func, insert, select, text
+
+from connector.config import OutboxConfig
+from connector.ports import Delivered, DeliveryResult, OutboxRow
+from connector.store import open_store
+from connector.store.tables import contacts
+from connector.store.tables import outbox as outbox_table
+from connector.sync import outbox
+
+
+class NoOp:
+    name = "noop"
+
+    def deliver(self, rows: Sequence[OutboxRow]) -> Sequence[DeliveryResult]:
+        return [Delivered() for _ in rows]
+
+
+def prepare(url: str, rows: int, people: int, analyze: bool = True) -> None:
+    if url.startswith("postgresql"):
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    store = open_store(url, upgrade=True)
+    now = datetime.now(UTC)
+    rng = random.Random(1)
+    with store.engine.begin() as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                insert(contacts).returning(contacts.c.id),
+                [{"status": 0, "custom": {}, "created_at": now, "updated_at": now}] * people,
+            )
+        ]
+        for start in range(0, rows, 1000):
+            for i in range(start, min(rows, start + 1000)):
+                outbox.enqueue(conn, "noop", "bench", f"e{i}", rng.choice(ids), {"n": i})
+    if url.startswith("postgresql") and analyze:
+        # What autovacuum does within about a minute of a table growing this much.
+        # Without statistics PostgreSQL takes the outbox for a tiny table and may check
+        # the per-contact order through the (destination, key) index, scanning every
+        # pending row of the destination per candidate (~40x slower claims).
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE outbox")
+    store.close()
+
+
+def worker(url: str, batch: int, go: Any, done: Any) -> None:
+    store = open_store(url)
+    settings = OutboxConfig(batch=batch)
+    target = NoOp()
+    go.wait()
+    delivered = claims = empty = 0
+    while True:
+        claimed, stats = outbox.deliver_batch(store, target, settings, "bench")
+        delivered += stats.delivered
+        claims += 1
+        if not claimed:
+            empty += 1
+            if not outbox.depth(store).get("noop", {}).get("pending"):
+                break
+            time.sleep(0.001)  # another worker holds the rest
+    done.put((delivered, claims, empty))
+    store.close()
+
+
+def run(url: str, rows: int, people: int, workers: int, batch: int, analyze: bool) -> float:
+    prepare(url, rows, people, analyze)
+    ctx = mp.get_context("spawn")
+    go = ctx.Event()
+    done = ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(url, batch, go, done)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    time.sleep(3.0)  # let every worker import and connect before the clock starts
+    started = time.perf_counter()
+    go.set()
+    results = [done.get(timeout=600) for _ in procs]
+    counts = [r[0] for r in results]
+    elapsed = time.perf_counter() - started
+    for p in procs:
+        p.join()
+    store = open_store(url)
+    with store.engine.connect() as conn:
+        left = conn.execute(
+            select(func.count()).where(outbox_table.c.delivered_at.is_(None))
+        ).scalar_one()
+    store.close()
+    assert left == 0 and sum(counts) == rows, (left, counts)
+    claims = sum(r[1] for r in results)
+    empty = sum(r[2] for r in results)
+    print(f"  ({claims} claims, {empty} found nothing due)", flush=True)
+    return rows / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=["sqlite", "postgres"], nargs="+",
+                        default=["sqlite", "postgres"])  # fmt: skip
+    parser.add_argument(
+        "--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lt_outbox"
+    )
+    parser.add_argument("--rows", type=int, default=10000)
+    parser.add_argument("--contacts", type=int, default=2000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--batch", type=int, default=OutboxConfig().batch)
+    parser.add_argument("--no-analyze", action="store_true",
+                        help="PostgreSQL: claim before the table has statistics")  # fmt: skip
+    args = parser.parse_args()
+    for store in args.store:
+        for n in args.workers:
+            if store == "sqlite":
+                url = f"sqlite:///{tempfile.mkdtemp(prefix='outbox-bench-')}/store.db"
+            else:
+                url = args.pg_url
+            rate = run(url, args.rows, args.contacts, n, args.batch, not args.no_analyze)
+            print(
+                f"{store:8} workers={n} rows={args.rows} contacts={args.contacts} "
+                f"batch={args.batch}: {rate:,.0f} rows/s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
