@@ -329,10 +329,8 @@ class Resolver:
 
 
 def _same_but_worse_case(new: Any, current: Any) -> bool:
-    """`JOHN SMITH` after `John Smith` is the same name shouted, not news: keep the
-    better-written one (mixed case beats all-upper or all-lower)."""
+    """`JOHN SMITH` after `John Smith`, `Nguyen` after `Nguyễn` is the same name
+    written with less care, not news: keep the richer one (normalize.richer_name)."""
     if not isinstance(new, str) or not isinstance(current, str):
         return False
-    if new.casefold() != current.casefold():
-        return False
-    return new in (new.upper(), new.lower()) or current not in (current.upper(), current.lower())
+    return normalize.richer_name(current, new) == current

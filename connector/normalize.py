@@ -43,11 +43,15 @@ def sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+_UNSPLIT = {"đ": "d", "ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ı": "i", "ħ": "h"}
+
+
 def _fold(value: str) -> str:
     """Case- and accent-insensitive form used to look words up (not stored)."""
     decomposed = unicodedata.normalize("NFKD", value.casefold())
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    bare = bare.replace("đ", "d").replace("ł", "l")  # letters NFKD does not split
+    for letter, plain in _UNSPLIT.items():  # letters NFKD does not split
+        bare = bare.replace(letter, plain)
     return " ".join(re.sub(r"[^\w]+", " ", bare).split())
 
 
@@ -228,6 +232,26 @@ def phone_key(value: str, region: str | None = None) -> str:
 def name(value: str) -> str:
     """A name as the store keeps it: NFC, trimmed, inner whitespace collapsed, case kept."""
     return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+def richer_name(old: str | None, new: str) -> str:
+    """Which spelling of a name (or place) the store keeps when a new one arrives.
+
+    A spelling that differs only by accents or case is the same name written with less
+    or more care: `Nguyen Van Hung` after `Nguyễn Văn Hùng`, `MALGORZATA WOJCIK` after
+    `Małgorzata Wójcik` keep the old one. The one with more information wins: more
+    letters with diacritics first (they cannot be guessed back), then mixed case over
+    all-upper or all-lower; on a tie the old one stays. A name that differs otherwise is
+    news and replaces the old one."""
+    if not old or old == new or _fold(old) != _fold(new):
+        return new
+    return new if _information(new) > _information(old) else old
+
+
+def _information(text: str) -> tuple[int, int]:
+    marked = sum(1 for c in unicodedata.normalize("NFC", text) if _fold(c) != c.casefold())
+    mixed = int(text not in (text.upper(), text.lower()))
+    return marked, mixed
 
 
 def _letters(value: str, keep_spaces: bool, digits: bool = False) -> str:
