@@ -251,7 +251,15 @@ class Pipeline:
                     plan = resolver.finish()
                     writes.apply(conn, plan, now)
                     filed = writes.quarantine_records(conn, bad, context, now)
-                    issues.settle(conn, source, good, context, now)
+                    # Contacts stored before this batch (ids > 0): only they can
+                    # have open field issues that these records fix.
+                    landed = {
+                        sid: contact
+                        for sid, w in plan.leads.items()
+                        if (contact := plan.find(w.contact_id)) > 0
+                    }
+                    merged = {a: plan.find(s) for a, s in plan.merges}
+                    issued, fixed = issues.settle(conn, source, good, context, now, landed, merged)
                     if stream is not None and cursor is not _KEEP:
                         writes.save_cursor(conn, source, stream, cursor, now)
                     if also is not None:
@@ -288,6 +296,8 @@ class Pipeline:
             merged=plan.merged,
             quarantined=len(bad),
             newly_quarantined=filed,
+            new_field_issues=issued,
+            field_issues_resolved=fixed,
         )
         if self.progress:
             self.progress(stats)

@@ -324,8 +324,8 @@ def test_phone_agrees_with_phonenumbers_on_every_regions_examples() -> None:
             fast += n._fast_e164(text, region) is not None
             assert _ours(text, region) == _library_phone(text, region), (text, region)
     assert checked > 50_000
-    # The fast path still takes most of the shapes people write most (national, +).
-    assert fast > 0.8 * 2 * len(examples)
+    # The fast path still takes most of what people write (national, +, 00 and kin).
+    assert fast > checked / 2, (fast, checked)
 
 
 @pytest.mark.parametrize(
