@@ -55,6 +55,8 @@ def main() -> None:
     writes.lookup = timed("lookup (3 queries)", writes.lookup)
     writes.apply = timed("apply (write the plan)", writes.apply)
     writes.quarantine_records = timed("quarantine", writes.quarantine_records)
+    if hasattr(pipeline, "issues"):  # field issues (file, resolve) since 0003_field_issues
+        pipeline.issues.settle = timed("field issues", pipeline.issues.settle)
     pipeline.Resolver.add = timed("resolve identities", pipeline.Resolver.add)  # type: ignore[method-assign]
     url = args.url or f"sqlite:///{tempfile.mkdtemp(prefix='leadsync-stages-')}/stages.db"
     if url.startswith("postgresql"):

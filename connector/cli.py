@@ -794,7 +794,8 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
         )
     out.print(table)
     out.print(
-        f"quarantine: {data['quarantine_open']} open · webhook deliveries pending: "
+        f"quarantine: {data['quarantine_open']} open · field issues: "
+        f"{data['field_issues_open']} open · webhook deliveries pending: "
         f"{data['webhooks_pending']}"
     )
     if data["webhooks_dead"]:

@@ -169,10 +169,10 @@ class Mapping(Reads):
         """Map one raw record. A value that cannot be taken becomes a field Problem (the
         person is still ingested without it); what makes the record unreadable, a
         record Problem."""
+        lead = Lead(source=source, ref=ref, fields={}, raw=dict(row))
         test = is_test_lead(row)
         if test:  # its dummy answers are no data: kept in raw only
             row = {k: v for k, v in row.items() if not _placeholder(v)}
-        lead = Lead(source=source, ref=ref, fields={}, raw=dict(row))
         lead.region = region or self.default_region
         if self.id_namespace:
             lead.context["id_namespace"] = self.id_namespace

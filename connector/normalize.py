@@ -43,11 +43,15 @@ def sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+_UNSPLIT = {"đ": "d", "ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ı": "i", "ħ": "h"}
+
+
 def _fold(value: str) -> str:
     """Case- and accent-insensitive form used to look words up (not stored)."""
     decomposed = unicodedata.normalize("NFKD", value.casefold())
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    bare = bare.replace("đ", "d").replace("ł", "l")  # letters NFKD does not split
+    for letter, plain in _UNSPLIT.items():  # letters NFKD does not split
+        bare = bare.replace(letter, plain)
     return " ".join(re.sub(r"[^\w]+", " ", bare).split())
 
 
@@ -134,12 +138,12 @@ def phone(value: str, region: str | None = None) -> str:
 
 # The fast path: `phonenumbers.parse` is 60% of a phone's cost and most of its work is
 # for shapes people rarely type (extensions, vanity letters, carrier codes). Plain digit
-# strings, `+` and a country code or a national number, are split here, and only a
-# number that phonenumbers then says is valid is taken; anything else (an international
-# prefix such as 00 or 0011, a national or carrier prefix phonenumbers may strip) goes
-# the full way. tests/unit/test_normalize.py proves both ways give the same answer for
-# every region's example numbers written with every region's international prefix and
-# in national form, and for random digit strings.
+# strings (`+` or the region's international prefix and a country code, or a national
+# number) are split here, and only a number that phonenumbers then says is valid is
+# taken; anything else (a national or carrier prefix phonenumbers may strip, a region
+# whose parsing rewrites numbers) goes the full way. tests/unit/test_normalize.py
+# proves both ways give the same answer for every region's example numbers written with
+# every region's international prefix and in national form, and for random digits.
 _SEPARATORS = re.compile(r"[\s().\-/]+")
 
 
@@ -175,9 +179,16 @@ def _fast_e164(text: str, region: str | None) -> str | None:
     digits = compact[1:] if international else compact
     if not (digits.isascii() and digits.isdigit()):
         return None
-    if international and digits[0] == "0":
-        return None  # `+0…` is no country code: phonenumbers says what it is
+    home = None if international or not region else _region_rules(region)
+    if home is not None and home.international_prefix is not None:
+        # Dialled with the region's own international prefix (00 from PL, 0011 from
+        # AU): phonenumbers strips it unless a 0 follows, then reads a country code.
+        dialled = home.international_prefix.match(digits)
+        if dialled:
+            digits, international = digits[dialled.end() :], True
     if international:
+        if not digits or digits[0] == "0":
+            return None  # no country code: phonenumbers says what it is
         for size in (1, 2, 3):
             code = int(digits[:size])
             if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
@@ -189,14 +200,11 @@ def _fast_e164(text: str, region: str | None) -> str | None:
         if rules is None or (rules.national_prefix and rules.national_prefix.match(national)):
             return None  # phonenumbers may strip a national prefix after the code
     else:
-        rules = _region_rules(region) if region else None
-        if rules is None:
+        if home is None:
             return None
-        if rules.international_prefix and rules.international_prefix.match(digits):
-            return None  # dialled with this region's international prefix
-        code, national = rules.code, digits
-        if rules.national_prefix is not None:
-            match = rules.national_prefix.match(digits)
+        code, national = home.code, digits
+        if home.national_prefix is not None:
+            match = home.national_prefix.match(digits)
             if match and match.end():
                 national = digits[match.end() :]
     if not national or national[0] == "0" or len(national) > 17:
@@ -228,6 +236,26 @@ def phone_key(value: str, region: str | None = None) -> str:
 def name(value: str) -> str:
     """A name as the store keeps it: NFC, trimmed, inner whitespace collapsed, case kept."""
     return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+def richer_name(old: str | None, new: str) -> str:
+    """Which spelling of a name (or place) the store keeps when a new one arrives.
+
+    A spelling that differs only by accents or case is the same name written with less
+    or more care: `Nguyen Van Hung` after `Nguyễn Văn Hùng`, `MALGORZATA WOJCIK` after
+    `Małgorzata Wójcik` keep the old one. The one with more information wins: more
+    letters with diacritics first (they cannot be guessed back), then mixed case over
+    all-upper or all-lower; on a tie the old one stays. A name that differs otherwise is
+    news and replaces the old one."""
+    if not old or old == new or _fold(old) != _fold(new):
+        return new
+    return new if _information(new) > _information(old) else old
+
+
+def _information(text: str) -> tuple[int, int]:
+    marked = sum(1 for c in unicodedata.normalize("NFC", text) if _fold(c) != c.casefold())
+    mixed = int(text not in (text.upper(), text.lower()))
+    return marked, mixed
 
 
 def _letters(value: str, keep_spaces: bool, digits: bool = False) -> str:

@@ -303,12 +303,19 @@ class Pipeline:
                         resolver.add(record)
                     plan = resolver.finish()
                     writes.apply(conn, plan, now)
-                    filed = writes.quarantine_records(conn, bad, context, now)
-                    issues.settle(conn, source, good, context, now)
                     # The stream (a CSV's file, a form) is kept with the entry, so the
                     # list can say which file or form to fix.
                     where = {**context, "stream": stream} if stream and bad else context
                     filed = writes.quarantine_records(conn, bad, where, now)
+                    # Contacts stored before this batch (ids > 0): only they can
+                    # have open field issues that these records fix.
+                    landed = {
+                        sid: contact
+                        for sid, w in plan.leads.items()
+                        if (contact := plan.find(w.contact_id)) > 0
+                    }
+                    merged = {m.absorbed: plan.find(m.survivor) for m in plan.merges}
+                    issued, fixed = issues.settle(conn, source, good, context, now, landed, merged)
                     # The same records ingested fine now: their open entries close.
                     closed = quarantine_store.resolve_reingested(conn, source, good, now)
                     if stream is not None and cursor is not _KEEP:
@@ -351,6 +358,8 @@ class Pipeline:
             folded=plan.folded,
             quarantined=len(bad),
             newly_quarantined=filed,
+            new_field_issues=issued,
+            field_issues_resolved=fixed,
         )
         if self.progress:
             self.progress(stats)

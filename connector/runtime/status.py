@@ -36,12 +36,13 @@ def collect(store: Store, now: datetime) -> dict[str, Any]:
             }
             for r in conn.execute(select(cursors).order_by(cursors.c.source, cursors.c.stream))
         ]
-        open_quarantine = int(
+        # Whole records and single values left out of a contact, counted apart.
+        open_by_kind: dict[str, int] = dict(
             conn.execute(
-                select(func.count())
-                .select_from(quarantine)
+                select(quarantine.c.kind, func.count())
                 .where(quarantine.c.resolved_at.is_(None))
-            ).scalar_one()
+                .group_by(quarantine.c.kind)
+            ).all()
         )
     return {
         "sources": [
@@ -51,7 +52,8 @@ def collect(store: Store, now: datetime) -> dict[str, Any]:
         "jobs": last_runs(store),
         "cursors": cursor_rows,
         "outbox": outbox.depth(store, now),
-        "quarantine_open": open_quarantine,
+        "quarantine_open": int(open_by_kind.get("record", 0)),
+        "field_issues_open": int(open_by_kind.get("field", 0)),
         "webhooks_pending": inbox.pending(store),
         "webhooks_dead": inbox.dead_letters(store),
     }

@@ -9,6 +9,7 @@ same source that gives the contact a good value for that field resolves the issu
 
 from __future__ import annotations
 
+from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -30,30 +31,21 @@ def settle(
     records: Sequence[Resolved],
     context: dict[str, Any],
     now: datetime,
+    landed: MappingABC[str, int],
+    merged: MappingABC[int, int],
 ) -> tuple[int, int]:
     """File the field issues of `records` (already written) and resolve the open issues
-    their good values fix. Returns (newly filed, resolved). Runs in the batch's
-    transaction; a batch with no field issues, from a source with none open, costs one
-    small query."""
+    their good values fix. `landed` maps the source ids of records that landed on a
+    contact already stored to that contact (only those can have open issues), `merged`
+    the contacts this batch absorbed to their survivors. Returns (newly filed,
+    resolved). Runs in the batch's transaction; a clean batch that touched no stored
+    contact costs nothing."""
     flawed = [r for r in records if r.problems]
-    open_here = (
-        conn.execute(
-            select(quarantine.c.id)
-            .where(
-                quarantine.c.source == source,
-                quarantine.c.kind == FIELD,
-                quarantine.c.resolved_at.is_(None),
-            )
-            .limit(1)
-        ).first()
-        is not None
-    )
-    if not flawed and not open_here:
-        return 0, 0
-    wanted = records if open_here else flawed
-    contact_of = _contacts_of(conn, source, [r.source_id for r in wanted])
-    filed = _file(conn, source, flawed, contact_of, context, now)
-    resolved = _resolve(conn, source, records, contact_of, now) if open_here else 0
+    filed = 0
+    if flawed:
+        contact_of = _contacts_of(conn, source, [r.source_id for r in flawed])
+        filed = _file(conn, source, flawed, contact_of, context, now)
+    resolved = _resolve(conn, source, records, landed, merged, now) if landed else 0
     return filed, resolved
 
 
@@ -125,12 +117,13 @@ def _resolve(
     conn: Connection,
     source: str,
     records: Sequence[Resolved],
-    contact_of: dict[str, int],
+    landed: MappingABC[str, int],
+    merged: MappingABC[int, int],
     now: datetime,
 ) -> int:
     fixed: set[tuple[int, str]] = set()
     for record in records:
-        contact = contact_of.get(record.source_id)
+        contact = landed.get(record.source_id)
         if contact is None:
             continue
         good = set(record.attrs) | set(record.custom)
@@ -140,7 +133,7 @@ def _resolve(
         fixed.update((contact, name) for name in good)
     if not fixed:
         return 0
-    ids = sorted({c for c, _ in fixed})
+    ids = sorted({c for c, _ in fixed} | {a for a, s in merged.items() if s in landed.values()})
     open_rows: list[int] = []
     for cond in among(conn, quarantine.c.contact_id, ids):
         rows = conn.execute(
@@ -151,7 +144,7 @@ def _resolve(
                 cond,
             )
         )
-        open_rows.extend(i for i, c, f in rows if (c, f) in fixed)
+        open_rows.extend(i for i, c, f in rows if (merged.get(c, c), f) in fixed)
     for cond in among(conn, quarantine.c.id, open_rows):
         conn.execute(update(quarantine).where(cond).values(resolved_at=now))
     return len(open_rows)

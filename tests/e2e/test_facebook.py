@@ -33,7 +33,7 @@ from connector.pipeline import Pipeline
 from connector.runtime import health, inbox
 from connector.runtime.metrics import THROTTLED_SECONDS
 from connector.store import Store
-from connector.store.tables import leads, quarantine, webhook_deliveries
+from connector.store.tables import contacts, leads, quarantine, webhook_deliveries
 
 DAY = 86400.0
 # The generated people are from MY, PL, VN and US, so forms ask the country: without it
@@ -379,3 +379,31 @@ def test_metrics_count_what_a_daemon_run_did(fake: FakeGraph, store: Store, tmp_
     assert (
         after[("leadsync_job_last_success_timestamp_seconds", (("job", "facebook.poll"),))] >= now
     )
+
+
+def test_metas_test_leads_are_ingested_and_marked(fake: FakeGraph, store: Store) -> None:
+    import hashlib
+    import hmac
+
+    page = fake.add_page("Shop")
+    forms = [fake.add_form(page.id, name=f"Form {i}", questions=QUESTIONS) for i in range(2)]
+    proof = hmac.new(fake.app_secret.encode(), page.token.encode(), hashlib.sha256).hexdigest()
+    made = []
+    for form in forms:  # Meta's testing tool: dummy answers, test@fb.com as the email
+        resp = requests.post(
+            f"{fake.base_url}/v26.0/{form}/test_leads",
+            data={"access_token": page.token, "appsecret_proof": proof},
+            timeout=5,
+        )
+        made.append(resp.json()["id"])
+    source = FacebookSource(fb_config(fake, page), store.catalogue, report=reporter(store))
+    stats = Pipeline(store, workers=0).run(source)
+    assert (stats.rows, stats.created, stats.quarantined, stats.field_issues) == (2, 2, 0, 0)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(contacts.c.email, contacts.c.external_id, contacts.c.custom))
+        stored = sorted((email, ext, custom) for email, ext, custom in rows)
+    # Two test leads with the same dummy address are two contacts, told apart by lead id.
+    assert [ext for _, ext, _ in stored] == sorted(made)
+    assert all(email is None for email, _, _ in stored)
+    assert all(c["is_test"] is True and c["emails"] == ["test@fb.com"] for _, _, c in stored)
+    assert all("<test lead" not in json.dumps(c) for _, _, c in stored)

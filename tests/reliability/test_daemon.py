@@ -44,7 +44,10 @@ def stored_ids(url: str) -> list[str]:
         ids = list(conn.execute(select(leads.c.source_id)).scalars())
         ids += [
             str(raw.get("id"))
-            for raw in conn.execute(select(quarantine.c.raw)).scalars()
+            # Whole records only: a field issue's raw is one value of a stored lead.
+            for raw in conn.execute(
+                select(quarantine.c.raw).where(quarantine.c.kind == "record")
+            ).scalars()
             if isinstance(raw, dict)
         ]
     engine.dispose()

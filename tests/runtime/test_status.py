@@ -45,6 +45,20 @@ def test_collect_shows_what_each_part_last_did(store: Store) -> None:
                 created_at=now,
             )
         )
+        conn.execute(  # a field issue: counted apart from whole records
+            insert(quarantine).values(
+                source="facebook",
+                ref="r2",
+                field="email",
+                reason="invalid address",
+                raw={"field": "email", "value": "x"},
+                context={},
+                fingerprint="e" * 64,
+                attempts=1,
+                created_at=now,
+                kind="field",
+            )
+        )
         outbox.enqueue(conn, "crm", "status", "k1", None, {}, now=now - timedelta(seconds=90))
     inbox.put(store, "facebook", b"{}")
 
@@ -60,5 +74,5 @@ def test_collect_shows_what_each_part_last_did(store: Store) -> None:
     assert cursor["value"] == {"t": 5} and 590 <= cursor["lag_seconds"] <= 610
     assert data["outbox"]["crm"]["pending"] == 1
     assert 80 <= data["outbox"]["crm"]["oldest_age"] <= 100
-    assert data["quarantine_open"] == 1
+    assert data["quarantine_open"] == 1 and data["field_issues_open"] == 1
     assert data["webhooks_pending"] == 1
