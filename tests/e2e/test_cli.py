@@ -75,12 +75,12 @@ def test_import_sample_twice_then_look(store: str, tmp_path: Path) -> None:
     assert [h["to"] for h in shown["status_history"]] == ["New", "Qualified"]
     quarantined = lines(run("quarantine", "list", "--json", store=store).stdout)
     assert {q["ref"]: q["field"] for q in quarantined} == {
-        "row 30": "phone",
-        "row 31": "email",
-        "row 32": "status (column 'Status')",
-        "row 33": "email",
-        "row 34": "budget (column 'Budżet')",
-        "row 35": "country",
+        "leads.csv line 30": "phone",
+        "leads.csv line 31": "email",
+        "leads.csv line 32": "status (column 'Status')",
+        "leads.csv line 33": "email",
+        "leads.csv line 34": "budget (column 'Budżet')",
+        "leads.csv line 35": "country",
     }
 
 
