@@ -70,6 +70,11 @@ def detect_encoding(path: Path) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
+    # Lines are decoded one by one (UTF-8 first), so only the lines that are not UTF-8
+    # tell which code page the rest is in: a file mixing both is judged by those.
+    legacy = [ln for ln in sample.split(b"\n")[:-1] if not _is_utf8(ln)]
+    if legacy:
+        sample = b"\n".join(legacy)
     # The two code pages share most letters; they differ in what Polish letters become
     # under the wrong one: symbols inside words (`Łódź` read as cp1252 is `£ódŸ`,
     # `Żaneta` is `¯aneta`). Fewest symbols wins; charset-normalizer breaks ties.
@@ -84,6 +89,14 @@ def detect_encoding(path: Path) -> str:
     if best is None:
         raise SourceError(f"{path}: cannot tell the file's encoding; give it in the mapping")
     return str(best.encoding)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _utf16_without_bom(sample: bytes) -> str | None:
@@ -324,9 +337,9 @@ def _scan(text: str, in_quotes: bool, field_start: bool, delimiter: str) -> tupl
     return False, in_quotes, field_start
 
 
-def _cut(value: str) -> str:
+def _cut(value: str, always: bool = False) -> str:
     """A value too long to keep whole in a quarantine record: its start, and its size."""
-    if len(value) <= FIELD_LIMIT:
+    if len(value) <= FIELD_LIMIT and not always:
         return value
     return f"{value[:1000]}… [{len(value):,} characters; the rest is in the file]"
 
@@ -460,7 +473,7 @@ class CsvSource:
                     "that is not a lead's; fix the file and import it again",
                 )
             )
-            values = [*values[:-1], _cut(values[-1])] if values else values
+            values = [*values[:-1], _cut(values[-1], always=True)] if values else values
         else:
             for column, value in zip(header, values, strict=False):
                 if len(value) > FIELD_LIMIT:
