@@ -186,3 +186,11 @@ def test_any_bytes_are_read_or_refused_with_a_source_error(
 
 def test_the_limits_are_what_the_docs_say() -> None:
     assert FIELD_LIMIT == 131_072 and RECORD_LIMIT == 1 << 20
+
+
+def test_old_mac_line_ends_are_read_as_lines(tmp_path: Path) -> None:
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b'email,name,notes\ra@b.co,A,"x\ry"\rb@b.co,B,z\r')
+    found = leads(path)
+    assert [r.raw["notes"] for r in found] == ["x\ry", "z"]
+    assert [r.ref for r in found] == ["mac.csv line 2", "mac.csv line 4"]
