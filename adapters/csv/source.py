@@ -181,6 +181,9 @@ def _is_legacy(encoding: str) -> bool:
     return not name.startswith(("utf", "mbcs")) and codecs.lookup(encoding).name not in ("ascii",)
 
 
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)  # after a \r alone, not at the end
+
+
 class _Feed:
     """An iterator that yields the one text it was given, then stops until given the
     next (so `list(reader)` parses exactly one record's text)."""
@@ -261,8 +264,14 @@ class _Lines:
                     raw, first = raw.removeprefix(codecs.BOM_UTF8), False
                 ends = raw.endswith(b"\n")
                 text = self._decode(raw, line, ends, utf8)
-                yield _Piece(text, line, ends)
-                line += ends
+                if "\r" in text and _LONE_CR.search(text):
+                    # csv ends a line at a \r alone too; bytes were split at \n only.
+                    *parts, text = _LONE_CR.split(text)
+                    for part in parts:
+                        yield _Piece(part, line, True)
+                        line += 1
+                yield _Piece(text, line, ends or text.endswith("\r"))
+                line += ends or text.endswith("\r")
 
     def _decode(self, raw: bytes, line: int, whole: bool, utf8: bool) -> str:
         if not whole:
@@ -295,6 +304,7 @@ class _Record:
     line: int
     size: int
     prefix: str
+    error: str | None = None
 
 
 def _records(pieces: Iterator[_Piece], delimiter: str) -> Iterator[_Record]:
@@ -438,7 +448,11 @@ class CsvSource:
         try:
             for record in _records(iter(lines), delimiter):
                 feed.text = record.text if record.text is not None else record.prefix
-                values = list(reader)
+                try:
+                    values = list(reader)
+                except csv.Error as exc:  # never expected (_scan follows csv): never fatal
+                    record.error = str(exc)
+                    values = [[record.prefix]]
                 yield record, values or [[]]
         finally:
             if lines.utf8_lines and lines.legacy_lines:
@@ -502,7 +516,9 @@ class CsvSource:
     ) -> Lead:
         oversized = record.text is None
         problems: list[Problem] = []
-        if oversized:
+        if record.error is not None:
+            problems.append(Problem(header[0], f"the record cannot be read as CSV: {record.error}"))
+        elif oversized:
             # Only the start of the record was kept: its last value is the one cut off.
             column = header[min(len(values), width) - 1] if values else header[0]
             problems.append(
