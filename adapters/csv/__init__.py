@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from adapters.csv.source import CsvSource, swallowed_rows
-from connector.mapping import load_mapping
+from connector.mapping import load_mapping, load_mapping_cached
 from connector.model import Lead
 from connector.pipeline import Pipeline
 from connector.statuses import Catalogue
@@ -35,7 +35,7 @@ class CsvPlugin:
         path = context.get("mapping")
         if not path:
             raise ValueError("this record was imported without a mapping file; import it again")
-        mapping = load_mapping(Path(path))
+        mapping = load_mapping_cached(Path(path))  # once per file version, not per record
         catalogue = context.get("catalogue") or Catalogue.default()
         source = str(context.get("source") or mapping.source or "csv")
         lead = mapping.apply(

@@ -4,6 +4,17 @@ Streaming: rows are read and mapped in batches, never the whole file at once. Th
 cursor is (file hash, last row stored), so an interrupted import of the same file
 resumes where it stopped, and a changed file starts over (its unchanged rows are
 recognised by content and cost nothing).
+
+Records are found by `_records`, which follows the quoting the way Python's csv reader
+does, so that a record's reference is the line it starts on (`leads.csv line 17`,
+right after multi-line fields too) and memory stays bounded whatever a file holds: a
+field over `FIELD_LIMIT` characters quarantines its record naming the column and the
+size, and a record over `RECORD_LIMIT` (an unterminated quote that swallows the rest
+of the file) is not kept in memory past that; the rows after it are read as usual.
+
+Lines are decoded one by one: in a file detected as a legacy code page (cp1250,
+cp1252), a line that is valid UTF-8 is read as UTF-8 (files appended to by two
+programs mix them), and the lines of each kind are named in a warning.
 """
 
 from __future__ import annotations
@@ -11,12 +22,15 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import structlog
 from charset_normalizer import from_bytes
 
 from connector.mapping import Mapping
@@ -24,7 +38,16 @@ from connector.model import Lead, Problem
 from connector.ports import Batch, SourceError
 from connector.statuses import Catalogue
 
+log = structlog.get_logger(__name__)
+
 _SAMPLE = 1 << 20  # bytes looked at to detect encoding and delimiter
+FIELD_LIMIT = 131_072
+"""Characters a field may hold (csv's own default limit); a longer one quarantines its
+record, naming the column and the size."""
+RECORD_LIMIT = 1 << 20
+"""Characters of one record kept in memory; past it the record is only measured."""
+_PIECE = 64 * 1024  # longest piece of a line read at once
+_WIDE = ("utf-16", "utf-32")  # not ASCII-compatible: read as text, not line by line
 # Encodings spreadsheets in our markets export: Excel on Polish Windows writes cp1250,
 # on Western Windows cp1252; everything else is UTF-8 (with or without a BOM).
 _CANDIDATES = ["cp1250", "cp1252"]
@@ -35,12 +58,24 @@ def detect_encoding(path: Path) -> str:
         sample = fh.read(_SAMPLE)
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"  # the codec reads the BOM and its byte order
+    wide = _utf16_without_bom(sample)
+    if wide:
+        return wide
     try:
         # A cut in the middle of a multi-byte character at the end is not an error.
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
         return "utf-8"
     except UnicodeDecodeError:
         pass
+    # Lines are decoded one by one (UTF-8 first), so only the lines that are not UTF-8
+    # tell which code page the rest is in: a file mixing both is judged by those.
+    legacy = [ln for ln in sample.split(b"\n")[:-1] if not _is_utf8(ln)]
+    if legacy:
+        sample = b"\n".join(legacy)
     # The two code pages share most letters; they differ in what Polish letters become
     # under the wrong one: symbols inside words (`Łódź` read as cp1252 is `£ódŸ`,
     # `Żaneta` is `¯aneta`). Fewest symbols wins; charset-normalizer breaks ties.
@@ -55,6 +90,29 @@ def detect_encoding(path: Path) -> str:
     if best is None:
         raise SourceError(f"{path}: cannot tell the file's encoding; give it in the mapping")
     return str(best.encoding)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """UTF-16 without a BOM: text in our markets is mostly Latin, so every other byte
+    is NUL (even positions for big-endian, odd for little-endian)."""
+    head = sample[: 4096 - 4096 % 2]
+    if len(head) < 4:
+        return None
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    half = len(head) // 2
+    if odd > 0.4 * half and even < 0.05 * half:
+        return "utf-16-le"
+    if even > 0.4 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    return None
 
 
 def _symbols(sample: bytes, encoding: str) -> int | None:
@@ -110,12 +168,231 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _not_encoded(path: Path, encoding: str, row: int, exc: UnicodeDecodeError) -> SourceError:
-    # Text is decoded in blocks, so the row is where reading stood, not exact.
+def _not_encoded(path: Path, encoding: str, line: int, exc: UnicodeDecodeError) -> SourceError:
     return SourceError(
-        f"{path}: not valid {encoding} at or after row {row} ({exc.reason}); "
+        f"{path}: not valid {encoding} at line {line} ({exc.reason}); "
         "give the right encoding in the mapping or with --encoding"
     )
+
+
+def _is_legacy(encoding: str) -> bool:
+    """A single-byte code page (cp1250, cp1252, latin-1, ...), not a UTF."""
+    name = codecs.lookup(encoding).name
+    return not name.startswith(("utf", "mbcs")) and codecs.lookup(encoding).name not in ("ascii",)
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)  # after a \r alone, not at the end
+
+
+class _Feed:
+    """An iterator that yields the one text it was given, then stops until given the
+    next (so `list(reader)` parses exactly one record's text)."""
+
+    text: str | None = None
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        text, self.text = self.text, None
+        if text is None:
+            raise StopIteration
+        return text
+
+
+@dataclass(slots=True)
+class _Piece:
+    text: str
+    line: int  # the physical line it belongs to (1-based)
+    ends_line: bool
+
+
+class _Lines:
+    """A file as decoded pieces of lines (at most `_PIECE` bytes of a line at once, so a
+    line of 100 MB is never held whole). ASCII-compatible encodings are decoded line by
+    line: with a legacy code page, a line that is valid UTF-8 is read as UTF-8 (and
+    noted in `utf8_lines` / `legacy_lines`)."""
+
+    def __init__(self, path: Path, encoding: str, fallback: bool, strict_name: str) -> None:
+        self.path = path
+        self.encoding = encoding
+        self.fallback = fallback
+        self.strict_name = strict_name
+        self.utf8_lines: list[int] = []
+        self.legacy_lines: list[int] = []
+
+    def __iter__(self) -> Iterator[_Piece]:
+        if codecs.lookup(self.encoding).name.startswith(_WIDE) or self._old_mac():
+            yield from self._wide()
+        else:
+            yield from self._narrow()
+
+    def _old_mac(self) -> bool:
+        """Lines ended by \\r alone (Excel for Mac 2011): read as text, which splits them
+        (bytes are split on \\n only)."""
+        with self.path.open("rb") as fh:
+            sample = fh.read(_SAMPLE)
+        return b"\r" in sample and b"\n" not in sample
+
+    def _wide(self) -> Iterator[_Piece]:
+        line = 1
+        with self.path.open("r", encoding=self.encoding, newline="") as fh:
+            first = True
+            while True:
+                try:
+                    text = fh.readline(_PIECE)
+                except UnicodeDecodeError as exc:
+                    raise _not_encoded(self.path, self.strict_name, line, exc) from None
+                if not text:
+                    return
+                if first:
+                    text, first = text.removeprefix("\ufeff"), False
+                ends = text.endswith(("\n", "\r"))
+                yield _Piece(text, line, ends)
+                line += ends
+
+    def _narrow(self) -> Iterator[_Piece]:
+        line = 1
+        utf8 = codecs.lookup(self.encoding).name == "utf-8"
+        with self.path.open("rb") as fh:
+            first = True
+            while True:
+                raw = fh.readline(_PIECE)
+                if not raw:
+                    return
+                if first:
+                    raw, first = raw.removeprefix(codecs.BOM_UTF8), False
+                ends = raw.endswith(b"\n")
+                text = self._decode(raw, line, ends, utf8)
+                if "\r" in text and _LONE_CR.search(text):
+                    # csv ends a line at a \r alone too; bytes were split at \n only.
+                    *parts, text = _LONE_CR.split(text)
+                    for part in parts:
+                        yield _Piece(part, line, True)
+                        line += 1
+                yield _Piece(text, line, ends or text.endswith("\r"))
+                line += ends or text.endswith("\r")
+
+    def _decode(self, raw: bytes, line: int, whole: bool, utf8: bool) -> str:
+        if not whole:
+            # A piece of a longer line may cut a character in two; such a line is over
+            # the record limit anyway and only measured, not stored.
+            return raw.decode("utf-8" if utf8 or self.fallback else self.encoding, "replace")
+        if utf8 or self.fallback:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if not self.fallback:
+                    raise _not_encoded(self.path, self.strict_name, line, exc) from None
+            else:
+                if self.fallback and not raw.isascii():
+                    self.utf8_lines.append(line)
+                return text
+            self.legacy_lines.append(line)
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise _not_encoded(self.path, self.strict_name, line, exc) from None
+
+
+@dataclass(slots=True)
+class _Record:
+    """One CSV record's text (None when it passed RECORD_LIMIT), where it starts, and
+    how many characters it has."""
+
+    text: str | None
+    line: int
+    size: int
+    prefix: str
+    error: str | None = None
+
+
+def _records(pieces: Iterator[_Piece], delimiter: str) -> Iterator[_Record]:
+    """Group pieces of lines into records the way csv's reader does (default dialect:
+    `"` quotes, doubled to escape, a quote opens a field only at its start)."""
+    kept: list[str] = []
+    size = 0
+    start = 0
+    in_quotes, field_start = False, True
+    for piece in pieces:
+        if not kept and size == 0:
+            start = piece.line
+        size += len(piece.text)
+        if size <= RECORD_LIMIT:
+            kept.append(piece.text)
+        elif kept:
+            prefix = "".join(kept)
+            kept = [prefix]  # the part kept for the quarantine record
+        ended, in_quotes, field_start = _scan(piece.text, in_quotes, field_start, delimiter)
+        if ended or (piece.ends_line and not in_quotes):
+            text = "".join(kept)
+            yield _Record(text if size <= RECORD_LIMIT else None, start, size, text)
+            kept, size = [], 0
+            in_quotes, field_start = False, True
+    if kept or size:
+        text = "".join(kept)
+        yield _Record(text if size <= RECORD_LIMIT else None, start, size, text)
+
+
+@cache
+def _whole_line(delimiter: str) -> re.Pattern[str]:
+    """A line that is one whole record (every quoted field closed on it), as the csv
+    reader reads fields: quoted (`""` escapes; after the closing quote anything up to
+    the delimiter), or unquoted (not starting with a quote)."""
+    d = re.escape(delimiter)
+    # (?!") : a quote right after a closing one would be an escaped quote to csv.
+    field = f'(?:"(?:[^"]|"")*"(?!")[^{d}\\r\\n]*|(?:[^"{d}\\r\\n][^{d}\\r\\n]*)?)'
+    return re.compile(f"{field}(?:{d}{field})*(?:\\r\\n|\\n|\\r)?")
+
+
+def _scan(text: str, in_quotes: bool, field_start: bool, delimiter: str) -> tuple[bool, bool, bool]:
+    """Follow the quoting through `text`: (record ended here, in a quoted field, at the
+    start of a field)."""
+    if not in_quotes and '"' not in text:
+        return text.endswith(("\n", "\r")), False, False
+    if (
+        not in_quotes
+        and field_start
+        and text.endswith(("\n", "\r"))
+        and _whole_line(delimiter).fullmatch(text)
+    ):
+        return True, False, True  # the common case, in C: quoted fields closed on the line
+    i, n = 0, len(text)
+    while i < n:
+        if in_quotes:
+            j = text.find('"', i)
+            if j < 0:
+                return False, True, False
+            if j + 1 < n and text[j + 1] == '"':
+                i = j + 2
+                continue
+            in_quotes, field_start, i = False, False, j + 1
+            continue
+        if field_start and text[i] == '"':
+            in_quotes, field_start, i = True, False, i + 1
+            continue
+        ends = [
+            k for k in (text.find(delimiter, i), text.find("\n", i), text.find("\r", i)) if k >= 0
+        ]
+        if not ends:
+            return False, False, False
+        k = min(ends)
+        if text[k] in "\r\n":
+            return True, False, True
+        i, field_start = k + 1, True
+    return False, in_quotes, field_start
+
+
+def _cut(value: str, always: bool = False) -> str:
+    """A value too long to keep whole in a quarantine record: its start, and its size."""
+    if len(value) <= FIELD_LIMIT and not always:
+        return value
+    return f"{value[:1000]}… [{len(value):,} characters; the rest is in the file]"
+
+
+# The reader itself must not refuse a field before `_lead` can name it (its default
+# limit is 128 KiB); RECORD_LIMIT still bounds what one record holds.
+csv.field_size_limit(max(csv.field_size_limit(), RECORD_LIMIT + 1))
 
 
 @dataclass
@@ -149,21 +426,56 @@ class CsvSource:
             "region": self.region,
         }
 
-    def _dialect(self, path: Path) -> tuple[str, str]:
-        encoding = self.encoding or self.mapping.encoding or detect_encoding(path)
+    def _dialect(self, path: Path) -> tuple[str, str, bool]:
+        """(encoding, delimiter, whether a line that is valid UTF-8 is read as UTF-8)."""
+        given = self.encoding or self.mapping.encoding
+        encoding = given or detect_encoding(path)
+        if codecs.lookup(encoding).name == "utf-8-sig":
+            encoding = "utf-8"  # the BOM is dropped by the reader either way
         delimiter = self.delimiter or self.mapping.delimiter or detect_delimiter(path, encoding)
-        return encoding, delimiter
+        # A detected code page may be wrong for some lines (files appended to by two
+        # programs): UTF-8 is tried first on each. A code page the admin gave is trusted.
+        return encoding, delimiter, given is None and _is_legacy(encoding)
+
+    def _records(self, path: Path) -> Iterator[tuple[_Record, list[list[str]]]]:
+        """Each record of the file with its values (none when it is over the limit)."""
+        encoding, delimiter, fallback = self._dialect(path)
+        lines = _Lines(path, encoding, fallback, encoding)
+        # One csv reader for the file, handed one record's text at a time (a reader per
+        # record cost a third of the reading time).
+        feed = _Feed()
+        reader = csv.reader(feed, delimiter=delimiter)
+        try:
+            for record in _records(iter(lines), delimiter):
+                feed.text = record.text if record.text is not None else record.prefix
+                try:
+                    values = list(reader)
+                except csv.Error as exc:  # never expected (_scan follows csv): never fatal
+                    record.error = str(exc)
+                    values = [[record.prefix]]
+                yield record, values or [[]]
+        finally:
+            if lines.utf8_lines and lines.legacy_lines:
+                log.warning(
+                    "csv.mixed_encoding",
+                    file=path.name,
+                    encoding=encoding,
+                    utf8_lines=len(lines.utf8_lines),
+                    legacy_lines=len(lines.legacy_lines),
+                    first_legacy_lines=lines.legacy_lines[:20],
+                    first_utf8_lines=lines.utf8_lines[:20],
+                    reason=f"lines valid as UTF-8 were read as UTF-8, the others as {encoding}",
+                )
 
     def _header(self, path: Path) -> list[str]:
-        encoding, delimiter = self._dialect(path)
-        try:
-            with path.open("r", encoding=encoding, newline="") as fh:
-                header = next(csv.reader(fh, delimiter=delimiter), None)
-        except UnicodeDecodeError as exc:
-            raise _not_encoded(path, encoding, 1, exc) from None
+        first = next(self._records(path), None)
+        header = first[1][0] if first is not None and first[0].text is not None else []
+        if first is not None and first[0].text is None:
+            raise SourceError(f"{path}: the header row is over {RECORD_LIMIT:,} characters")
         if not header:
             raise SourceError(f"{path}: the file is empty (no header row)")
         header = [h.strip() for h in header]
+        header[0] = header[0].removeprefix("\ufeff").strip()
         dupes = sorted({h for h in header if header.count(h) > 1 and h})
         if dupes:
             raise SourceError(f"{path}: duplicate column names {dupes}; rename them")
@@ -184,48 +496,77 @@ class CsvSource:
     def read(self, stream: str, cursor: Any) -> Iterator[Batch]:
         path = Path(stream)
         header = self._header(path)
-        encoding, delimiter = self._dialect(path)
         sha = file_sha256(path)
         done = cursor["row"] if isinstance(cursor, dict) and cursor.get("sha256") == sha else 0
         records: list[Lead] = []
+        # The cursor counts records (row 1 is the header); references give the line a
+        # record starts on, which a person can find in an editor.
         row_no = 1
         blank = 0
-        # Several files go through one import: a reference names the file, so "row 5"
-        # of a.csv and of b.csv are told apart in quarantine.
-        prefix = f"{path.name} " if len(self.paths) > 1 else ""
-        try:
-            with path.open("r", encoding=encoding, newline="") as fh:
-                reader = csv.reader(fh, delimiter=delimiter)
-                next(reader, None)
-                width = len(header)
-                for values in reader:
-                    row_no += 1
-                    if row_no <= done:
-                        continue
-                    if not any(v.strip() for v in values):
-                        blank += 1  # nothing to ingest, but counted in the summary
-                        continue
-                    row = dict(zip(header, values, strict=False))
-                    if len(values) > width:
-                        row["__extra__"] = values[width:]  # kept, so nothing is lost
-                    lead = self.mapping.apply(
-                        row,
-                        source=self.name,
-                        ref=f"{prefix}row {row_no}",
-                        catalogue=self.catalogue,
-                        region=self.region,
-                    )
-                    swallowing = swallowed_rows(row)
-                    if swallowing:
-                        lead.problems.append(swallowing)
-                    records.append(lead)
-                    if len(records) >= self.batch_size:
-                        yield Batch(records, {"sha256": sha, "row": row_no}, blank)
-                        records, blank = [], 0
-        except UnicodeDecodeError as exc:
-            raise _not_encoded(path, encoding, row_no + 1, exc) from None
+        width = len(header)
+        found = self._records(path)
+        next(found, None)  # the header
+        for record, parsed in found:
+            for values in parsed:
+                row_no += 1
+                if row_no <= done:
+                    continue
+                if not any(v.strip() for v in values):
+                    blank += 1  # nothing to ingest, but counted in the summary
+                    continue
+                records.append(self._lead(path, header, width, record, values))
+                if len(records) >= self.batch_size:
+                    yield Batch(records, {"sha256": sha, "row": row_no}, blank)
+                    records, blank = [], 0
         if records or row_no > done:
             yield Batch(records, {"sha256": sha, "row": row_no}, blank)
+
+    def _lead(
+        self, path: Path, header: list[str], width: int, record: _Record, values: list[str]
+    ) -> Lead:
+        oversized = record.text is None
+        problems: list[Problem] = []
+        if record.error is not None:
+            problems.append(Problem(header[0], f"the record cannot be read as CSV: {record.error}"))
+        elif oversized:
+            # Only the start of the record was kept: its last value is the one cut off.
+            column = header[min(len(values), width) - 1] if values else header[0]
+            problems.append(
+                Problem(
+                    column,
+                    f"the record runs to {record.size:,} characters from here (more than "
+                    f"{RECORD_LIMIT:,}): a quote opened and never closed, or a value "
+                    "that is not a lead's; fix the file and import it again",
+                )
+            )
+            values = [*values[:-1], _cut(values[-1], always=True)] if values else values
+        elif max(map(len, values), default=0) > FIELD_LIMIT:
+            for column, value in zip(header, values, strict=False):
+                if len(value) > FIELD_LIMIT:
+                    problems.append(
+                        Problem(
+                            column,
+                            f"holds {len(value):,} characters, more than the "
+                            f"{FIELD_LIMIT:,} a field may; shorten it and import again",
+                        )
+                    )
+            if problems:
+                values = [_cut(v) for v in values]
+        row: dict[str, Any] = dict(zip(header, values, strict=False))
+        if len(values) > width:
+            row["__extra__"] = values[width:]  # kept, so nothing is lost
+        lead = self.mapping.apply(
+            row,
+            source=self.name,
+            ref=f"{path.name} line {record.line}",
+            catalogue=self.catalogue,
+            region=self.region,
+        )
+        swallowing = swallowed_rows(row)
+        if swallowing and not oversized:
+            lead.problems.append(swallowing)
+        lead.problems.extend(problems)
+        return lead
 
     def count_rows(self) -> int:
         """Data rows in all files, cheaply (for a progress bar's total)."""

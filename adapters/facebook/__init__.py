@@ -21,7 +21,7 @@ from adapters.facebook.leads import DEFAULT_MAPPING, to_lead
 from adapters.facebook.source import RETENTION_DAYS, FacebookSource, Form
 from adapters.facebook.webhook import DRAIN_JOB, drain, fetch_pool, routes
 from connector.logs import describe
-from connector.mapping import load_mapping
+from connector.mapping import load_mapping_cached
 from connector.model import Lead
 from connector.pipeline import IngestStats, Pipeline
 from connector.ports import Batch, Job, Runtime, SourceError
@@ -123,7 +123,7 @@ class FacebookPlugin:
     def remap(self, raw: MappingABC[str, Any], context: MappingABC[str, Any], ref: str) -> Lead:
         form_mappings = context.get("form_mappings") or {}
         path = form_mappings.get(str(raw.get("form_id"))) or context.get("mapping")
-        mapping = load_mapping(Path(path)) if path else DEFAULT_MAPPING
+        mapping = load_mapping_cached(Path(path)) if path else DEFAULT_MAPPING
         catalogue = context.get("catalogue") or Catalogue.default()
         return to_lead(
             dict(raw),

@@ -100,15 +100,15 @@ def test_import_sample_twice_then_look(store: str, tmp_path: Path) -> None:
     }
     assert [h["to"] for h in shown["status_history"]] == ["New", "Qualified"]
     quarantined = lines(run("quarantine", "list", "--kind", "record", "--json", store=store).stdout)
-    assert {q["ref"]: q["field"] for q in quarantined} == {"row 31": "email", "row 33": "email"}
+    assert {q["ref"]: q["field"] for q in quarantined} == {"leads.csv line 31": "email", "leads.csv line 33": "email"}
     issues = lines(run("quarantine", "list", "--kind", "field", "--json", store=store).stdout)
     assert sorted((q["ref"], q["field"]) for q in issues) == [
-        ("row 30", "phone"),
-        ("row 32", "status"),
-        ("row 34", "budget"),
-        ("row 35", "country"),
-        ("row 35", "phone"),
-        ("row 36", "email"),
+        ("leads.csv line 30", "phone"),
+        ("leads.csv line 32", "status"),
+        ("leads.csv line 34", "budget"),
+        ("leads.csv line 35", "country"),
+        ("leads.csv line 35", "phone"),
+        ("leads.csv line 36", "email"),
     ]
     assert all(q["contact_id"] for q in issues)
     # The raw value is in the issue, never in its reason.

@@ -272,3 +272,80 @@ def test_signed_random_bodies_never_break_the_handler_or_the_drain(
     assert reply.status_code == 200
     run_drain(daemon)  # never raises
     assert inbox.pending(daemon.store) == 0  # nothing left leased or stuck
+
+
+@pytest.mark.slow
+def test_a_running_daemon_drains_genuine_deliveries_beside_poison_ones(
+    fake: FakeGraph,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    import requests
+    from sqlalchemy import create_engine, func
+
+    from tests.runtime.test_daemon_process import free_port, wait_for
+
+    page = fake.add_page("Shop")
+    form = fake.add_form(page.id, name="F", questions=QUESTIONS)
+    section = {
+        "app_id": fake.app_id,
+        "app_secret": fake.app_secret,
+        "graph_url": fake.base_url,
+        "pages": [{"id": page.id, "access_token": page.token}],
+        "poll_every": 3600,
+    }
+    cfg = tmp_path / "leadsync.yaml"
+    cfg.write_text(yaml.safe_dump({"facebook": section}))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    port = free_port()
+    log = tmp_path / "daemon.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "connector",
+                "-c",
+                str(cfg),
+                "--store",
+                url,
+                "run",
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: "daemon.started" in log.read_text(), "the daemon")
+        made = []
+        for n, poison in enumerate(poisons(page.id).values()):
+            lead = fake.add_lead(form, {"email": f"d{n}@example.com"}, notify=False)
+            made.append(lead)
+            for body in (poison, change(page.id, page.id), change(page.id, lead)):
+                sig = signature(fake.app_secret, body)
+                reply = requests.post(
+                    base + "/webhooks/facebook", data=body, headers={"X-Hub-Signature-256": sig}
+                )
+                assert reply.status_code in (200, 413), reply.status_code  # 413: 100k-deep
+        engine = create_engine(url)
+
+        def stored() -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(select(func.count()).select_from(leads)).scalar_one())
+
+        wait_for(lambda: stored() == len(made), "every genuine lead stored", limit=60)
+        engine.dispose()
+        assert proc.poll() is None
+        assert requests.get(base + "/healthz", timeout=10).status_code == 200
+        assert "Traceback" not in log.read_text()
+        proc.terminate()
+        proc.wait(timeout=60)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

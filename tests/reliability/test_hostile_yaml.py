@@ -171,3 +171,24 @@ def test_what_pyyaml_dumps_reads_back_with_string_keys(data: object) -> None:
     raw = yaml.safe_dump({"root": data}).encode()
     loaded, _ = yamlload.loads(raw, "round.yaml")
     assert loaded == {"root": data}
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_a_billion_laughs_in_every_command_that_reads_yaml(
+    tmp_path: Path,
+) -> None:
+    from tests.e2e.test_cli import SAMPLE, run
+
+    laughs = tmp_path / "laughs.yaml"
+    laughs.write_text(LAUGHS)
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    commands = [
+        ("config", "validate", str(laughs)),
+        ("import", "csv", str(SAMPLE / "leads.csv"), "--mapping", str(laughs)),
+        ("--config", str(laughs), "status"),
+    ]
+    for command in commands:
+        proc = run(*command, store=store, ok=False)
+        assert proc.returncode != 0, command
+        assert "expands to more than" in proc.stderr + proc.stdout, command
+        assert "Traceback" not in proc.stderr, command

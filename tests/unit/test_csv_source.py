@@ -33,7 +33,7 @@ def test_detects_encoding_and_delimiter(tmp_path: Path, encoding: str) -> None:
     assert detect_delimiter(path, found) == ";"
     [batch] = list(source(path).read(str(path), None))
     assert [r.fields["city"] for r in batch.records] == ["Kraków", "Łódź"]
-    assert [r.ref for r in batch.records] == ["row 2", "row 3"]
+    assert [r.ref for r in batch.records] == ["f.csv line 2", "f.csv line 3"]
 
 
 def test_cp1252_western(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_cursor_resumes_same_file_and_restarts_changed_file(tmp_path: Path) -> N
     assert cursor["row"] == 5
     rest = list(src.read(str(path), cursor))
     assert sum(len(b.records) for b in rest) == 6
-    assert rest[0].records[0].ref == "row 6"
+    assert rest[0].records[0].ref == "f.csv line 6"
     path.write_text("Imię;E-mail;Miasto\n" + lines + "New;n@x.com;C\n", encoding="utf-8")
     assert sum(len(b.records) for b in src.read(str(path), cursor)) == 11
 
@@ -84,7 +84,7 @@ def test_cursor_resumes_same_file_and_restarts_changed_file(tmp_path: Path) -> N
 def test_undecodable_row_is_reported_with_its_row(tmp_path: Path) -> None:
     path = tmp_path / "f.csv"
     path.write_bytes("Imię;E-mail;Miasto\n".encode() + b"A;a@x.com;K\xb3\xf3d\xbc\n")
-    with pytest.raises(SourceError, match="not valid utf-8 at or after row"):
+    with pytest.raises(SourceError, match="not valid utf-8 at line 2"):
         list(source(path, encoding="utf-8").read(str(path), None))
 
 
@@ -102,19 +102,21 @@ def test_a_quote_never_closed_quarantines_the_record_that_swallowed_rows(tmp_pat
     path = write(tmp_path / "f.csv", text, "utf-8")
     [batch] = list(source(path).read(str(path), None))
     by_ref = {r.ref: r for r in batch.records}
-    assert [str(p) for p in by_ref["row 2"].problems] == [
+    assert [str(p) for p in by_ref["f.csv line 2"].problems] == [
         'Miasto: runs over several lines that look like rows of their own: a quote (") '
         "opened here is never closed; fix it and import the file again"
     ]
-    assert "Ola,o@wp.pl,Gdańsk" in by_ref["row 2"].raw["Miasto"]  # kept for quarantine
-    assert not by_ref["row 3"].problems and by_ref["row 3"].fields["email"] == "i@wp.pl"
-    assert not by_ref["row 4"].problems  # Notka's address spans two lines legitimately
+    assert "Ola,o@wp.pl,Gdańsk" in by_ref["f.csv line 2"].raw["Miasto"]  # kept for quarantine
+    assert (
+        not by_ref["f.csv line 5"].problems and by_ref["f.csv line 5"].fields["email"] == "i@wp.pl"
+    )
+    assert not by_ref["f.csv line 6"].problems  # Notka's address spans two lines legitimately
     # Retrying the quarantined record with a new mapping cannot fix the file's quoting.
     from adapters.csv import CsvPlugin
 
     mapping = tmp_path / "m.yaml"
     mapping.write_text("columns: {Imię: first_name, E-mail: email, Miasto: city}\n")
-    again = CsvPlugin().remap(by_ref["row 2"].raw, {"mapping": str(mapping)}, "row 2")
+    again = CsvPlugin().remap(by_ref["f.csv line 2"].raw, {"mapping": str(mapping)}, "f.csv line 2")
     assert [p.field for p in again.problems] == ["Miasto"]
 
 
@@ -123,4 +125,4 @@ def test_references_name_the_file_when_an_import_has_several(tmp_path: Path) -> 
     b = write(tmp_path / "b.csv", ROWS, "utf-8")
     src = CsvSource(name="t", paths=[a, b], mapping=MAPPING, mapping_path=None)
     refs = [r.ref for p in (a, b) for batch in src.read(str(p), None) for r in batch.records]
-    assert refs == ["a.csv row 2", "a.csv row 3", "b.csv row 2", "b.csv row 3"]
+    assert refs == ["a.csv line 2", "a.csv line 3", "b.csv line 2", "b.csv line 3"]
