@@ -284,7 +284,7 @@ def merge_contacts(store: Store, survivor: int, absorbed: int, actor: str | None
             raise ValueError(
                 f"contacts {survivor} and {absorbed} are already one contact ({keep.id})"
             )
-        taken = absorb(keep, gone)
+        taken = absorb(keep, gone, newer_wins=False)
         _write_state(conn, keep, now, person_changed_at=now)
         merge_rows(conn, gone.id, keep.id, now, actor=actor, rule="person", taken=taken)
         return keep.id
