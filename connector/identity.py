@@ -441,7 +441,9 @@ class Resolver:
         self.stored_leads = set(leads)
         self.rules = rules or IdentityRules()
         kinds = self.rules.kinds
-        self._all_kinds = set(kinds) == set(KEY_KINDS.values())
+        # `normalise` lists keys in IDENTITY_FIELDS order: with every kind in that
+        # order (the default) a record's keys are used as they are, no per-record work.
+        self._as_given = kinds == tuple(KEY_KINDS[f] for f in IDENTITY_FIELDS)
         self._priority = {kind: i for i, kind in enumerate(kinds)}
         self.plan = Plan(contacts={c.id: c for c in contacts})
         self._next_temp = -1
@@ -452,8 +454,9 @@ class Resolver:
     def _keys(self, record: Resolved) -> list[str]:
         """The record's identity keys this deployment uses, by priority."""
         keys = record.keys
-        if not self._all_kinds:
-            keys = [k for k in keys if k.split(":", 1)[0] in self._priority]
+        if self._as_given:
+            return keys
+        keys = [k for k in keys if k.split(":", 1)[0] in self._priority]
         if len(keys) > 1:
             keys = sorted(keys, key=lambda k: self._priority[k.split(":", 1)[0]])
         return keys
