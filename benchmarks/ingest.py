@@ -40,7 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-PG_BENCH = "postgresql+psycopg://postgres@127.0.0.1:5432/leadsync_bench"
+# LEADSYNC_BENCH_PG_URL points the benchmark at another database (on a shared
+# machine: your own); it is emptied before each run like the default one.
+PG_BENCH = os.environ.get(
+    "LEADSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/leadsync_bench"
+)
 BATCH = 5000
 
 FIRST = {
@@ -294,12 +298,13 @@ def _maybe_profiled(profile: bool, fn: Any, *args: Any) -> Any:
 def _reset_pg() -> None:
     from sqlalchemy import create_engine, text
 
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.scalar(text("select 1 from pg_database where datname = 'leadsync_bench'"))
-        if not exists:
-            conn.execute(text("create database leadsync_bench"))
-    admin.dispose()
+    if PG_BENCH.endswith("/leadsync_bench"):  # the default database is made if missing
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            exists = conn.scalar(text("select 1 from pg_database where datname = 'leadsync_bench'"))
+            if not exists:
+                conn.execute(text("create database leadsync_bench"))
+        admin.dispose()
     bench = create_engine(PG_BENCH, isolation_level="AUTOCOMMIT")
     with bench.connect() as conn:
         conn.execute(text("drop schema public cascade"))

@@ -11,9 +11,10 @@ that store.ingest writes in one transaction. Rules (DOMAIN.md):
 - which keys identify is configurable (`IdentityRules`, the YAML's `identity:`);
 - every value remembers when it was observed (the record's occurred_at, else when it
   was received): an older observation never overwrites a newer one, in any order;
-- a record matching one contact updates it; matching several merges them: the
-  survivor's values win, the absorbed contacts fill its blanks and leave tombstones,
-  and each merge is logged with what came from where, so it can be undone;
+- a record matching one contact updates it; matching several merges them: of two
+  values the newer observation wins (the survivor's where equally old), the absorbed
+  contacts leave tombstones, and each merge is logged with what came from where, so
+  it can be undone;
 - contacts a shared key would join but whose names clearly disagree (an office phone,
   an info@ address) are kept apart as possible duplicates, for a person to decide;
 - the survivor is a customer (Won) before anything else, then the contact furthest
@@ -379,24 +380,34 @@ def observe(
     return _SAME
 
 
-def absorb(into: ContactState, absorbed: ContactState) -> dict[str, list[Any]]:
-    """Fold `absorbed`'s values into `into` (DOMAIN.md): where both have a value the
-    survivor's wins; a value it lacks is taken, with the time it was observed. Returns
-    what was taken: attribute (`custom.<name>` for custom ones) -> [into's earlier
-    value, its earlier observed time], which an unmerge puts back."""
+def absorb(
+    into: ContactState, absorbed: ContactState, newer_wins: bool = True
+) -> dict[str, list[Any]]:
+    """Fold `absorbed`'s values into `into`: a value `into` lacks is taken, with the
+    time it was observed. Where both have one, `newer_wins` (automatic merges) takes
+    the one observed later, so what a merge leaves does not depend on which records
+    happened to arrive first and make the survivor (an older observation never
+    overwrites a newer one); equally old, the survivor's wins. A merge by hand passes
+    False: the survivor a person chose keeps its values (DOMAIN.md). Returns what was
+    taken: attribute (`custom.<name>` for custom ones) -> [into's earlier value, its
+    earlier observed time], which an unmerge puts back."""
     taken: dict[str, list[Any]] = {}
     for values, theirs, prefix in (
         (into.attrs, absorbed.attrs, ""),
         (into.custom, absorbed.custom, "custom."),
     ):
         for name, value in theirs.items():
-            before = values.get(name)
-            if value is None or value == "" or (before is not None and before != ""):
+            if value is None or value == "":
                 continue
             okey = prefix + name
-            taken[okey] = [before, into.observed.get(okey)]
-            values[name] = value
+            before = values.get(name)
+            seen = into.observed.get(okey)
             at = absorbed.observed.get(okey)
+            kept = before == value or not newer_wins or (at or "") <= (seen or "")
+            if before is not None and before != "" and kept:
+                continue
+            taken[okey] = [before, seen]
+            values[name] = value
             if at:
                 into.observed[okey] = at
     if taken:
@@ -430,7 +441,9 @@ class Resolver:
         self.stored_leads = set(leads)
         self.rules = rules or IdentityRules()
         kinds = self.rules.kinds
-        self._all_kinds = set(kinds) == set(KEY_KINDS.values())
+        # `normalise` lists keys in IDENTITY_FIELDS order: with every kind in that
+        # order (the default) a record's keys are used as they are, no per-record work.
+        self._as_given = kinds == tuple(KEY_KINDS[f] for f in IDENTITY_FIELDS)
         self._priority = {kind: i for i, kind in enumerate(kinds)}
         self.plan = Plan(contacts={c.id: c for c in contacts})
         self._next_temp = -1
@@ -441,8 +454,9 @@ class Resolver:
     def _keys(self, record: Resolved) -> list[str]:
         """The record's identity keys this deployment uses, by priority."""
         keys = record.keys
-        if not self._all_kinds:
-            keys = [k for k in keys if k.split(":", 1)[0] in self._priority]
+        if self._as_given:
+            return keys
+        keys = [k for k in keys if k.split(":", 1)[0] in self._priority]
         if len(keys) > 1:
             keys = sorted(keys, key=lambda k: self._priority[k.split(":", 1)[0]])
         return keys

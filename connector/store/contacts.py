@@ -3,11 +3,13 @@ unmerges and possible duplicates."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from connector.identity import ContactState, absorb
 from connector.model import STANDARD_FIELDS
@@ -15,7 +17,13 @@ from connector.statuses import UNKNOWN
 from connector.store import issues
 from connector.store.bulk import among
 from connector.store.engine import Store
-from connector.store.ingest import StaleRead, lock_contacts, merge_rows, state_of
+from connector.store.ingest import (
+    StaleRead,
+    compact_observed,
+    lock_contacts,
+    merge_rows,
+    state_of,
+)
 from connector.store.tables import (
     contacts,
     identities,
@@ -228,6 +236,35 @@ def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
         return out
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+# PostgreSQL's SQLSTATEs for a transaction that lost a race (deadlock, serialization).
+_RETRYABLE = {"40001", "40P01"}
+_ATTEMPTS = 5
+
+
+def _retried(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a person's edit again when it lost a race with another writer (PostgreSQL
+    broke a deadlock, or contacts kept being merged away while it waited): the next
+    attempt locks and reads afresh. Anything else is the person's to see."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (DBAPIError, StaleRead) as exc:
+                lost = isinstance(exc, StaleRead) or (
+                    getattr(exc.orig, "sqlstate", None) in _RETRYABLE
+                )
+                if not lost or attempt == _ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    return run
+
+
+@_retried
 def set_status(store: Store, contact_id: int, status: str | int, actor: str | None) -> int:
     """A person moves a contact to `status` (any status: people are trusted)."""
     target = store.catalogue.resolve(status)
@@ -267,13 +304,14 @@ def _write_state(conn: Connection, state: ContactState, now: datetime, **extra: 
         .values(
             **{f: state.attrs.get(f) for f in STANDARD_FIELDS},
             custom=state.custom,
-            observed=state.observed,
+            observed=compact_observed(state),
             updated_at=now,
             **extra,
         )
     )
 
 
+@_retried
 def merge_contacts(store: Store, survivor: int, absorbed: int, actor: str | None) -> int:
     """Fold `absorbed` into `survivor` (DOMAIN.md): the person's choice of survivor is
     kept and its values win, blanks are filled from the absorbed, and everything that
@@ -286,12 +324,13 @@ def merge_contacts(store: Store, survivor: int, absorbed: int, actor: str | None
             raise ValueError(
                 f"contacts {survivor} and {absorbed} are already one contact ({keep.id})"
             )
-        taken = absorb(keep, gone)
+        taken = absorb(keep, gone, newer_wins=False)
         _write_state(conn, keep, now, person_changed_at=now)
         merge_rows(conn, gone.id, keep.id, now, actor=actor, rule="person", taken=taken)
         return keep.id
 
 
+@_retried
 def unmerge(store: Store, contact_id: int, actor: str | None) -> tuple[int, int]:
     """Undo the last merge that absorbed `contact_id`: it comes back with its own
     identities, leads, interactions, status history and values, and the survivor
