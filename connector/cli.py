@@ -238,6 +238,31 @@ def contacts_list(
     out.print(contacts_table(rows, f"{total} contacts" + (f" in {status}" if status else "")))
 
 
+# What a lead's context says about the ad it came from: column -> context keys, the
+# name first (people read names), else the id.
+AD_CONTEXT = {
+    "form": ("form_name", "form_id"),
+    "ad": ("ad_name", "ad_id"),
+    "ad set": ("adset_name", "adset_id"),
+    "campaign": ("campaign_name", "campaign_id"),
+    "platform": ("platform",),
+}
+
+
+def ad_context(context: Any) -> dict[str, str]:
+    """The ad context of one lead (form, ad, ad set, campaign, platform), as given."""
+    if not isinstance(context, dict):
+        return {}
+    found = {}
+    for column, keys in AD_CONTEXT.items():
+        value = next((context[k] for k in keys if context.get(k)), None)
+        if value is not None:
+            found[column] = str(value)
+    if context.get("is_organic"):
+        found.setdefault("ad", "(organic)")
+    return found
+
+
 @GROUPS["contacts"].command("show")
 def contacts_show(
     ctx: typer.Context,
@@ -272,6 +297,15 @@ def contacts_show(
     for lead in data["leads"]:
         leads.add_row(lead["source"], lead["ref"], lead["source_id"][:24], lead["received_at"])
     out.print(leads)
+    ads = [(lead, ad_context(lead.get("context"))) for lead in data["leads"]]
+    if any(found for _, found in ads):
+        table = Table(title="ad context")
+        for column in ("lead", *AD_CONTEXT):
+            table.add_column(column, overflow="fold")
+        for lead, found in ads:
+            if found:
+                table.add_row(lead["ref"], *(found.get(c, "") for c in AD_CONTEXT))
+        out.print(table)
     for item in data["interactions"]:
         out.print(f"{item['at']}  {item['kind']}  {json.dumps(item['data'], ensure_ascii=False)}")
 
@@ -501,9 +535,41 @@ def statuses_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--jso
 # -- match keys -------------------------------------------------------------------------
 
 
-@app.command("match-keys")
+# The keys `match-keys` reads, and Meta's short names for them (its match key names).
+MATCH_FIELDS = ("email", "phone", "first_name", "last_name", "city", "state", "zip",
+                "country", "date_of_birth", "gender", "external_id")  # fmt: skip
+META_ALIASES = {"em": "email", "ph": "phone", "fn": "first_name", "ln": "last_name",
+                "ct": "city", "st": "state", "zp": "zip", "db": "date_of_birth",
+                "dob": "date_of_birth", "ge": "gender", "gen": "gender",
+                "extern_id": "external_id"}  # fmt: skip
+
+
+def canonical_keys(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A record with Meta's short keys (`em`, `ph`, `fn`, `ct`...) renamed to the fields
+    they mean, and an error for every key that is neither: never silently ignored."""
+    fields: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key, value in record.items():
+        name = META_ALIASES.get(key.lower(), key.lower())
+        if name not in MATCH_FIELDS:
+            errors[key] = f"not a key match-keys reads; use one of {', '.join(MATCH_FIELDS)}"
+        elif name in fields:
+            errors[key] = f"{name} given twice"
+        else:
+            fields[name] = value
+    return fields, errors
+
+
+@app.command(
+    "match-keys",
+    epilog="Keys read: " + ", ".join(MATCH_FIELDS) + "; Meta's short names are accepted "
+    "too (" + ", ".join(f"{k}={v}" for k, v in META_ALIASES.items()) + "). Any other key "
+    "is reported in `errors`.",
+)
 def match_keys(
-    region: str | None = typer.Option(None, "--region", help="Default country (e.g. MY)."),
+    region: str | None = typer.Option(
+        None, "--region", metavar="CC", help="Default country (e.g. MY)."
+    ),
 ) -> None:
     """Meta match keys for JSON lines on stdin: normalised value and SHA-256 per key,
     and the reason for every value that cannot be normalised."""
@@ -520,8 +586,9 @@ def match_keys(
                 {"line": number, "match_keys": {}, "errors": {"_": f"not a JSON object: {exc}"}}
             )
             continue
-        keys, errors = normalize.match_keys(record, region)
-        print_json({**record, "match_keys": keys, "errors": errors})
+        fields, refused = canonical_keys(record)
+        keys, errors = normalize.match_keys(fields, region)
+        print_json({**record, "match_keys": keys, "errors": {**refused, **errors}})
 
 
 # -- demo -------------------------------------------------------------------------------
@@ -561,18 +628,43 @@ def demo(
     total, rows = contact_store.list_contacts(store, limit=25)
     out.print(contacts_table(rows, f"{total} contacts (newest 25)"))
     counts = contact_store.counts(store)
-    out.print("by status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    open_quarantine = counts.pop("quarantine", 0)
+    out.print("contacts by status: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    out.print(f"quarantine: {open_quarantine} open records (not contacts: nothing identifies them)")
     out.print(
         "leads by source: "
         + ", ".join(f"{k} {v}" for k, v in sorted(final["leads"].items()))
         + f"; webhooks received: {final['webhooks']}"
     )
+    me = invoked_as()
+    some = rows[-1]["id"] if rows else 1
     out.print(
-        f"\nLook around:\n  leadsync --store {url} contacts list\n"
-        f"  leadsync --store {url} contacts show {rows[-1]['id'] if rows else 1}\n"
-        f"  leadsync --store {url} quarantine list\n"
-        f"  leadsync --store {url} status"
+        f"\nLook around (as printed; or `source .venv/bin/activate` and drop the path):\n"
+        f"  {me} --store {url} contacts list\n"
+        f"  {me} --store {url} contacts show {some}\n"
+        f"  {me} --store {url} quarantine list\n"
+        f"  {me} --store {url} status",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
+
+
+def invoked_as() -> str:
+    """How to run leadsync again as this process was run: `.venv/bin/leadsync` after
+    the README's command, `leadsync` when it is on PATH, else `python -m connector`."""
+    import shutil
+
+    script = Path(sys.argv[0])
+    if script.name == "leadsync":
+        found = shutil.which("leadsync")
+        if found and Path(found).resolve() == script.resolve():
+            return "leadsync"
+        try:
+            return str(script.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return f"{sys.executable} -m connector"
 
 
 def _register_plugins() -> None:

@@ -85,3 +85,28 @@ def test_cursors_read_as_times_or_rows() -> None:
     read, behind = readable_cursor({"until": now.timestamp() - 900}, now)
     assert read == "2026-12-01 11:45:00 UTC" and behind == "15m"
     assert readable_cursor({"sha256": "ab", "row": 35}, now) == ("row 35", "-")
+
+
+def test_meta_style_match_keys_are_read_and_unknown_keys_refused(tmp_path: Path) -> None:
+    line = '{"em": "Ana@X.com", "FN": "Ana", "ct": "Ipoh", "nick": "A"}\n'
+    done = subprocess.run(
+        [sys.executable, "-m", "connector", "match-keys"],
+        input=line, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    result = json.loads(done.stdout)
+    assert set(result["match_keys"]) == {"EMAIL", "FN", "CT"}
+    assert "not a key match-keys reads" in result["errors"]["nick"]
+    shown = leadsync("match-keys", "--help", cwd=tmp_path).stdout
+    assert "em=email" in " ".join(shown.split()) and "date_of_birth" in shown
+
+
+def test_contacts_show_names_the_ad_a_lead_came_from() -> None:
+    from connector.cli import ad_context
+
+    context = {"form_name": "Spring", "ad_id": "9", "adset_name": "MY 25-34",
+               "campaign_name": "Launch", "platform": "ig"}  # fmt: skip
+    assert ad_context(context) == {
+        "form": "Spring", "ad": "9", "ad set": "MY 25-34", "campaign": "Launch", "platform": "ig",
+    }  # fmt: skip
+    assert ad_context({"is_organic": True, "form_id": "5"}) == {"form": "5", "ad": "(organic)"}
+    assert ad_context(None) == {}
