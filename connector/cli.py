@@ -364,9 +364,12 @@ def quarantine_list(
     shown = f"{offset + 1}-{offset + len(rows)} of {total}" if rows else f"none of {total}"
     table = Table(title=f"Quarantined records ({shown})")
     for column in ("id", "source", "record", "field", "reason", "tries"):
-        table.add_column(column, overflow="fold")
+        # The reason gets the room: it is what the admin acts on.
+        table.add_column(column, overflow="fold", ratio=3 if column == "reason" else None)
     for r in rows:
-        reason = r["reason"] + (f" [{r['resolution']}]" if r.get("resolution") else "")
+        # The first reason repeats the field column ("phone: ..."): said once is enough.
+        reason = r["reason"].removeprefix(f"{r['field']}: ")
+        reason += f" [{r['resolution']}]" if r.get("resolution") else ""
         table.add_row(
             str(r["id"]), r["source"], r["record"], r["field"], reason, str(r["attempts"])
         )
