@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -71,12 +74,29 @@ class AppState:
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self) -> Store:
+    def store(self, *, existing: bool = False) -> Store:
+        """The store; with `existing` (read-only commands) a SQLite file that does not
+        exist yet is an error, not a new empty store left in the current directory."""
         config = self.config()
-        return open_store(
-            self.store_url or config.store.url,
-            config.catalogue(),
-            identity=config.identity.rules(),
+        url = self.store_url or config.store.url
+        if existing:
+            _refuse_missing_sqlite(url)
+        return open_store(url, config.catalogue(), identity=config.identity.rules())
+
+
+def _refuse_missing_sqlite(url: str | None) -> None:
+    from sqlalchemy.engine import make_url
+
+    from connector.store.engine import DEFAULT_URL
+
+    parsed = make_url(url or DEFAULT_URL)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    if not Path(database).exists():
+        raise StoreError(
+            f"no store at {database}: nothing has been imported here yet "
+            "(`leadsync import csv FILE`), or pass --store URL / set store.url"
         )
 
 
@@ -196,8 +216,11 @@ def progress_bar(total: int | None, enabled: bool) -> Iterator[Callable[[IngestS
 
 def contacts_table(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
+    # At 80 columns the phone and id stay whole (a cut phone is a wrong phone); the
+    # text columns fold instead.
     for column in ("id", "name", "email", "phone", "city", "country", "status"):
-        table.add_column(column)
+        whole = column in ("id", "phone")
+        table.add_column(column, no_wrap=whole, overflow="ellipsis" if whole else "fold")
     for c in rows:
         name = " ".join(p for p in (c.get("first_name"), c.get("last_name")) if p)
         table.add_row(
@@ -224,7 +247,7 @@ def contacts_list(
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one contact each."),
 ) -> None:
     """Live contacts, newest first."""
-    store = state(ctx).store()
+    store = state(ctx).store(existing=True)
     status_id = store.catalogue.resolve(status).id if status else None
     total, rows = contact_store.list_contacts(store, status_id, limit, offset)
     if as_json:
@@ -236,6 +259,30 @@ def contacts_list(
 
 _SHOWN_APART = ("identities", "status_history", "leads", "interactions", "field_issues")
 
+# What a lead's context says about the ad it came from: column -> context keys, the
+# name first (people read names), else the id.
+AD_CONTEXT = {
+    "form": ("form_name", "form_id"),
+    "ad": ("ad_name", "ad_id"),
+    "ad set": ("adset_name", "adset_id"),
+    "campaign": ("campaign_name", "campaign_id"),
+    "platform": ("platform",),
+}
+
+
+def ad_context(context: Any) -> dict[str, str]:
+    """The ad context of one lead (form, ad, ad set, campaign, platform), as given."""
+    if not isinstance(context, dict):
+        return {}
+    found = {}
+    for column, keys in AD_CONTEXT.items():
+        value = next((context[k] for k in keys if context.get(k)), None)
+        if value is not None:
+            found[column] = str(value)
+    if context.get("is_organic"):
+        found.setdefault("ad", "(organic)")
+    return found
+
 
 @GROUPS["contacts"].command("show")
 def contacts_show(
@@ -244,7 +291,7 @@ def contacts_show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Attributes, identities, status history, leads and timeline of one contact."""
-    data = contact_store.show_contact(state(ctx).store(), contact_id)
+    data = contact_store.show_contact(state(ctx).store(existing=True), contact_id)
     if as_json:
         print_json(data)
         return
@@ -280,6 +327,15 @@ def contacts_show(
                 str(i["id"]), i["source"], i["ref"], i["field"], i["reason"], str(i["value"])
             )
         out.print(issues)
+    ads = [(lead, ad_context(lead.get("context"))) for lead in data["leads"]]
+    if any(found for _, found in ads):
+        table = Table(title="ad context")
+        for column in ("lead", *AD_CONTEXT):
+            table.add_column(column, overflow="fold")
+        for lead, found in ads:
+            if found:
+                table.add_row(lead["ref"], *(found.get(c, "") for c in AD_CONTEXT))
+        out.print(table)
     for item in data["interactions"]:
         out.print(f"{item['at']}  {item['kind']}  {json.dumps(item['data'], ensure_ascii=False)}")
 
@@ -404,7 +460,7 @@ def quarantine_list(
     from connector.store import quarantine as quarantine_store
 
     rows, total = quarantine_store.entries(
-        state(ctx).store(),
+        state(ctx).store(existing=True),
         limit=limit or None,
         offset=offset,
         source=source,
@@ -418,9 +474,12 @@ def quarantine_list(
     shown = f"{offset + 1}-{offset + len(rows)} of {total}" if rows else f"none of {total}"
     table = Table(title=f"Quarantined records and field issues ({shown})")
     for column in ("id", "kind", "source", "record", "field", "reason", "tries"):
-        table.add_column(column, overflow="fold")
+        # The reason gets the room: it is what the admin acts on.
+        table.add_column(column, overflow="fold", ratio=3 if column == "reason" else None)
     for r in rows:
-        reason = r["reason"] + (f" [{r['resolution']}]" if r.get("resolution") else "")
+        # The first reason repeats the field column ("phone: ..."): said once is enough.
+        reason = r["reason"].removeprefix(f"{r['field']}: ")
+        reason += f" [{r['resolution']}]" if r.get("resolution") else ""
         table.add_row(
             str(r["id"]),
             r["kind"],
@@ -559,7 +618,7 @@ def db_upgrade(ctx: typer.Context) -> None:
 @GROUPS["statuses"].command("list")
 def statuses_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """The statuses of this deployment with their contact counts."""
-    store = state(ctx).store()
+    store = state(ctx).store(existing=True)
     counts = contact_store.counts(store)
     rows = [
         {
@@ -585,16 +644,51 @@ def statuses_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--jso
     for column in ("id", "name", "rank", "terminal", "contacts"):
         table.add_column(column)
     for r in rows:
-        table.add_row(*(str(r[k]) for k in ("id", "name", "rank", "terminal", "contacts")))
+        terminal = "" if r["terminal"] is None else ("yes" if r["terminal"] else "no")
+        rank = "" if r["rank"] is None else str(r["rank"])
+        name = str(r["name"] or "(not listed)")
+        table.add_row(str(r["id"]), name, rank, terminal, str(r["contacts"]))
     out.print(table)
 
 
 # -- match keys -------------------------------------------------------------------------
 
 
-@app.command("match-keys")
+# The keys `match-keys` reads, and Meta's short names for them (its match key names).
+MATCH_FIELDS = ("email", "phone", "first_name", "last_name", "city", "state", "zip",
+                "country", "date_of_birth", "gender", "external_id")  # fmt: skip
+META_ALIASES = {"em": "email", "ph": "phone", "fn": "first_name", "ln": "last_name",
+                "ct": "city", "st": "state", "zp": "zip", "db": "date_of_birth",
+                "dob": "date_of_birth", "ge": "gender", "gen": "gender",
+                "extern_id": "external_id"}  # fmt: skip
+
+
+def canonical_keys(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A record with Meta's short keys (`em`, `ph`, `fn`, `ct`...) renamed to the fields
+    they mean, and an error for every key that is neither: never silently ignored."""
+    fields: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key, value in record.items():
+        name = META_ALIASES.get(key.lower(), key.lower())
+        if name not in MATCH_FIELDS:
+            errors[key] = f"not a key match-keys reads; use one of {', '.join(MATCH_FIELDS)}"
+        elif name in fields:
+            errors[key] = f"{name} given twice"
+        else:
+            fields[name] = value
+    return fields, errors
+
+
+@app.command(
+    "match-keys",
+    epilog="Keys read: " + ", ".join(MATCH_FIELDS) + "; Meta's short names are accepted "
+    "too (" + ", ".join(f"{k}={v}" for k, v in META_ALIASES.items()) + "). Any other key "
+    "is reported in `errors`.",
+)
 def match_keys(
-    region: str | None = typer.Option(None, "--region", help="Default country (e.g. MY)."),
+    region: str | None = typer.Option(
+        None, "--region", metavar="CC", help="Default country (e.g. MY)."
+    ),
 ) -> None:
     """Meta match keys for JSON lines on stdin: normalised value and SHA-256 per key,
     and the reason for every value that cannot be normalised."""
@@ -611,8 +705,9 @@ def match_keys(
                 {"line": number, "match_keys": {}, "errors": {"_": f"not a JSON object: {exc}"}}
             )
             continue
-        keys, errors = normalize.match_keys(record, region)
-        print_json({**record, "match_keys": keys, "errors": errors})
+        fields, refused = canonical_keys(record)
+        keys, errors = normalize.match_keys(fields, region)
+        print_json({**record, "match_keys": keys, "errors": {**refused, **errors}})
 
 
 # -- demo -------------------------------------------------------------------------------
@@ -652,18 +747,43 @@ def demo(
     total, rows = contact_store.list_contacts(store, limit=25)
     out.print(contacts_table(rows, f"{total} contacts (newest 25)"))
     counts = contact_store.counts(store)
-    out.print("by status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    open_quarantine = counts.pop("quarantine", 0)
+    out.print("contacts by status: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    out.print(f"quarantine: {open_quarantine} open records (not contacts: nothing identifies them)")
     out.print(
         "leads by source: "
         + ", ".join(f"{k} {v}" for k, v in sorted(final["leads"].items()))
         + f"; webhooks received: {final['webhooks']}"
     )
+    me = invoked_as()
+    some = rows[-1]["id"] if rows else 1
     out.print(
-        f"\nLook around:\n  leadsync --store {url} contacts list\n"
-        f"  leadsync --store {url} contacts show {rows[-1]['id'] if rows else 1}\n"
-        f"  leadsync --store {url} quarantine list\n"
-        f"  leadsync --store {url} status"
+        f"\nLook around (as printed; or `source .venv/bin/activate` and drop the path):\n"
+        f"  {me} --store {url} contacts list\n"
+        f"  {me} --store {url} contacts show {some}\n"
+        f"  {me} --store {url} quarantine list\n"
+        f"  {me} --store {url} status",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
+
+
+def invoked_as() -> str:
+    """How to run leadsync again as this process was run: `.venv/bin/leadsync` after
+    the README's command, `leadsync` when it is on PATH, else `python -m connector`."""
+    import shutil
+
+    script = Path(sys.argv[0])
+    if script.name == "leadsync":
+        found = shutil.which("leadsync")
+        if found and Path(found).resolve() == script.resolve():
+            return "leadsync"
+        try:
+            return str(script.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return f"{sys.executable} -m connector"
 
 
 def _register_plugins() -> None:
@@ -673,11 +793,99 @@ def _register_plugins() -> None:
             register(GROUPS)
 
 
+# The root's options, accepted after the subcommand too (`backfill facebook -c f.yaml`):
+# those taking a value, and the flags.
+GLOBAL_WITH_VALUE = ("--config", "-c", "--store")
+GLOBAL_FLAGS = ("--verbose", "-v")
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """`args` with the root's options moved before the subcommand, where click reads
+    them; everything after `--` is left as it is."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_WITH_VALUE:
+            takes_next = "=" not in arg and index + 1 < len(args)
+            front.extend(args[index : index + 2] if takes_next else [arg])
+            index += 2 if takes_next else 1
+            continue
+        if arg in GLOBAL_FLAGS or re.fullmatch(r"-v+", arg):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+def _readable_help(command: Any) -> None:
+    """Placeholders people read (FILE..., N, TEXT; nothing for a flag) instead of
+    `<bool>` or `<list[Path]>`, and each paragraph of a help text as one line."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    # Typer brings its own copy of click: its classes are recognised by what they have.
+    for param in command.params:
+        option = param.param_type_name == "option"
+        if option and (getattr(param, "is_flag", False) or getattr(param, "count", False)):
+            param.metavar = ""
+        elif param.metavar is None:
+            param.metavar = _placeholder(param)
+        if not option:
+            _plain_argument(param)
+    original = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        found = original(ctx)
+        if found is not None:
+            found.metavar = ""
+        return found
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _readable_help(sub)
+
+
+def _plain_argument(param: Any) -> None:
+    """`FILE...` in the usage line and no `<list[Path]>` beside it."""
+    word = str(param.metavar).removesuffix("...").strip("[]")
+    param.metavar = word
+    many = "..." if param.nargs != 1 else ""
+    shown = f"{word}{many}" if param.required else f"[{word}]{many}"
+    param._usage_display_name = lambda: shown
+    param.display_type_rich = lambda ctx: None
+
+
+_PLACEHOLDERS = {"int": "N", "float": "NUMBER", "Path": "FILE", "str": "TEXT"}
+
+
+def _placeholder(param: Any) -> str:
+    bare = getattr(param, "bare_type", None)
+    kind = str(bare()) if callable(bare) else "str"
+    many = kind.startswith("list[") or param.nargs != 1
+    kind = kind.removeprefix("list[").removesuffix("]")
+    word = _PLACEHOLDERS.get(kind, "TEXT")
+    argument = param.param_type_name == "argument"
+    if argument and word != "FILE":
+        word = (param.name or "value").upper()
+    return f"{word}..." if many else word
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     _register_plugins()
+    command = typer.main.get_command(app)
+    _readable_help(command)
     try:
-        app()
+        command.main(
+            args=global_options_first(sys.argv[1:]), prog_name="leadsync", standalone_mode=True
+        )
     except USER_ERRORS as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
@@ -706,15 +914,101 @@ def run_daemon(
         config.catalogue(),
         identity=config.identity.rules(),
     )
-    daemon = Daemon(config, store, config_path=app_state.config_path)
+    kind: type[Any] = _once_report_class() if once else Daemon
+    daemon = kind(config, store, config_path=app_state.config_path)
     try:
+        if once and not daemon.jobs():
+            where = app_state.config_path or "no config file"
+            raise ConfigError(
+                f"nothing is configured ({where}): no source section, so no job would run. "
+                "Add one (see config/leadsync.example.yaml), or import files with "
+                "`leadsync import csv`."
+            )
         code = daemon.run(once=once, host=host, port=port)
     except OSError as exc:  # the port is taken, the address is not ours
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     finally:
         store.close()
+    if once:
+        for line in daemon.summary():
+            out.print(line, highlight=False, markup=False)
     raise typer.Exit(code)
+
+
+def _once_report_class() -> type[Any]:
+    from connector.runtime.daemon import Daemon
+
+    class OnceReport(Daemon):
+        """`run --once`: the daemon's jobs, each recording how it ended, for one line
+        per job at the end (ok or failed, and the counts it returned)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.ended: dict[str, str] = {}
+            self.names: list[str] = []
+
+        def jobs(self) -> list[Any]:
+            import dataclasses
+
+            found = super().jobs()
+            self.names = [j.id for j in found]
+            return [dataclasses.replace(j, run=self._recording(j)) for j in found]
+
+        def _recording(self, job: Any) -> Callable[[Any], Any]:
+            def run(runtime: Any) -> Any:
+                try:
+                    result = job.run(runtime)
+                except Exception as exc:
+                    self.ended[job.id] = f"failed: {logs.describe(exc)}"
+                    raise
+                counts = (
+                    ", ".join(f"{k} {v}" for k, v in result.items() if isinstance(v, int | float))
+                    if isinstance(result, dict)
+                    else ""
+                )
+                self.ended[job.id] = f"ok ({counts})" if counts else "ok"
+                return result
+
+            return run
+
+        def summary(self) -> list[str]:
+            return [f"{name}: {self.ended.get(name, 'skipped')}" for name in self.names]
+
+    return OnceReport
+
+
+def _configured_jobs(app_state: AppState, store: Store) -> list[str]:
+    """The job ids the config gives the daemon (listed before their first run)."""
+    from connector.runtime.daemon import Daemon
+
+    try:
+        daemon = Daemon(app_state.config(), store, config_path=app_state.config_path)
+        return [job.id for job in daemon.jobs()]
+    except (ConfigError, ValueError, LookupError) as exc:
+        err.print(f"warning: the config's jobs cannot be listed: {exc}", highlight=False)
+        return []
+
+
+def _short_stream(stream: str) -> str:
+    """A stream as a person reads it: a file's name, not its absolute path."""
+    return Path(stream).name if "/" in stream else stream
+
+
+def readable_cursor(value: Any, now: Any) -> tuple[str, str]:
+    """What a cursor means, by kind of source: a time-windowed source (`until`, epoch
+    seconds) has read up to a moment and is that far behind now; a file has been read
+    up to a row."""
+    from datetime import UTC, datetime
+
+    if isinstance(value, dict) and isinstance(value.get("until"), int | float):
+        until = datetime.fromtimestamp(float(value["until"]), UTC)
+        behind = _ago(until, now).removesuffix(" ago")
+        note = " (a window is half done)" if value.get("window") else ""
+        return until.strftime("%Y-%m-%d %H:%M:%S UTC") + note, behind
+    if isinstance(value, dict) and "row" in value:
+        return f"row {value['row']}", "-"
+    return json.dumps(value, default=str)[:60], "-"
 
 
 def logs_verbosity(ctx: typer.Context) -> int:
@@ -743,9 +1037,12 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
 
     from connector.runtime import status as status_module
 
-    store = state(ctx).store()
+    app_state = state(ctx)
+    store = app_state.store(existing=True)
     now = datetime.now(UTC)
     data = status_module.collect(store, now)
+    data["configured_jobs"] = _configured_jobs(app_state, store)
+    ran = {row["job_id"] for row in data["jobs"]}
     if as_json:
         print_json(data)
         return
@@ -773,17 +1070,17 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
             result,
             row["message"] or "",
         )
+    for job_id in data["configured_jobs"]:
+        if job_id not in ran:  # configured, and not run yet on any replica
+            table.add_row(job_id, "never", "", "not run yet", "")
     out.print(table)
     table = Table(title="cursors")
-    for column in ("source", "stream", "value", "lag"):
-        table.add_column(column)
+    for column in ("source", "stream", "read up to", "behind", "moved"):
+        table.add_column(column, overflow="fold")
     for row in data["cursors"]:
-        table.add_row(
-            row["source"],
-            row["stream"],
-            json.dumps(row["value"], default=str)[:60],
-            _ago(row["updated_at"], now),
-        )
+        read, behind = readable_cursor(row["value"], now)
+        table.add_row(row["source"], _short_stream(row["stream"]), read, behind,
+                      _ago(row["updated_at"], now))  # fmt: skip
     out.print(table)
     table = Table(title="outbox")
     for column in ("destination", "pending", "oldest", "failed"):

@@ -631,6 +631,8 @@ def found_kind(found: dict[int, str], contact_id: int) -> str:
     """The kind of key that found `contact_id` (for the merge log's rule)."""
     key = found.get(contact_id)
     return key.split(":", 1)[0] if key else "source id"
+
+
 def _same_but_worse_case(new: Any, current: Any) -> bool:
     """`JOHN SMITH` after `John Smith`, `Nguyen` after `Nguyễn` is the same name
     written with less care, not news: keep the richer one (normalize.richer_name)."""

@@ -214,11 +214,18 @@ def backfill_facebook(
             highlight=False,
         )
     store = app_state.store()
-    source = FacebookSource(
-        fb,
-        store.catalogue,
-        report=lambda name, st, reason=None, **kw: health.report(store, name, st, reason, **kw),
-    )
+    held: list[tuple[str, Any, str | None]] = []
+
+    def report(name: str, st: Any, reason: str | None = None, **kw: Any) -> None:
+        if dry_run:
+            # A dry run writes nothing, health included; on SQLite a write here, beside
+            # the dry run's open transaction, would also wait on its lock ("database is
+            # locked"). What would have been reported is shown at the end instead.
+            held.append((name, st, reason))
+            return
+        health.report(store, name, st, reason, **kw)
+
+    source = FacebookSource(fb, store.catalogue, report=report)
     source.check()
     source.discover(statuses=("ACTIVE", "ARCHIVED", "PAUSED", "DRAFT"), force=True)
     forms = [
@@ -230,6 +237,9 @@ def backfill_facebook(
         raise SourceError(f"no form {', '.join(form)} on the configured Pages")
     job = Backfill(source, forms, start, end, label=f"{since}..{until or 'now'}")
     stats = _run_backfill(store, job, config, dry_run, as_json)
+    for name, st, reason in held:
+        if st != "ok":
+            err.print(f"[yellow]{name}: {st}[/] {reason or ''}", highlight=False)
     title = "backfill facebook" + (" (dry run: nothing was written)" if dry_run else "")
     print_stats(
         stats,

@@ -79,7 +79,9 @@ class FacebookDemo:
         return [
             f"Graph API calls answered by the emulator: {stats['total_calls']}",
             f"leads on the emulator: {stats['leads']}; sent by webhook during the demo: "
-            f"{self.sent} (deliveries: {hooks})",
+            f"{self.sent} (deliveries: "
+            + (", ".join(f"{v} {k}" for k, v in hooks.items()) or "none")
+            + ")",
         ]
 
     def stop(self) -> None:

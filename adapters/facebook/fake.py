@@ -1484,6 +1484,30 @@ def config_section(fake: FakeGraph, world: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def how_to(base_url: str, world: dict[str, Any], webhook_url: str | None) -> str:
+    """What to do next with a running emulator: make a lead, have it sent by webhook."""
+    form = world["forms"][0]["id"] if world["forms"] else "FORM_ID"
+    page = world["pages"][0]["id"] if world["pages"] else "PAGE_ID"
+    lead = json.dumps({"form_id": form, "field_data": {"email": "ana@example.com",
+                                                       "full_name": "Ana Nowak"}})  # fmt: skip
+    hook = webhook_url or "http://127.0.0.1:8787/webhooks/facebook"
+    subscribe = json.dumps({"url": hook, "install": [page]})
+    steps = [
+        "# Make a lead (the next poll reads it; a subscribed webhook announces it):",
+        f"curl -s -X POST {base_url}/_fake/lead -H 'Content-Type: application/json' \\",
+        f"  -d '{lead}'",
+    ]
+    if webhook_url:
+        steps.append(f"# Webhooks go to {webhook_url} for every new lead.")
+    else:
+        steps += [
+            "# Send webhooks to a running `leadsync run` (its verify_token: verify-me):",
+            f"curl -s -X POST {base_url}/_fake/subscribe -H 'Content-Type: application/json' \\",
+            f"  -d '{subscribe}'",
+        ]
+    return "\n".join(steps)
+
+
 def serve(
     port: int,
     host: str = "127.0.0.1",
@@ -1511,6 +1535,7 @@ def serve(
         )
     print("\n# Paste into leadsync.yaml (validated by leadsync config validate):")
     print(yaml.safe_dump(config_section(fake, world), sort_keys=False), flush=True)
+    print(how_to(fake.base_url, world, webhook_url), flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -100,7 +101,10 @@ def test_import_sample_twice_then_look(store: str, tmp_path: Path) -> None:
     }
     assert [h["to"] for h in shown["status_history"]] == ["New", "Qualified"]
     quarantined = lines(run("quarantine", "list", "--kind", "record", "--json", store=store).stdout)
-    assert {q["ref"]: q["field"] for q in quarantined} == {"leads.csv line 31": "email", "leads.csv line 33": "email"}
+    assert {q["ref"]: q["field"] for q in quarantined} == {
+        "leads.csv line 31": "email",
+        "leads.csv line 33": "email",
+    }
     issues = lines(run("quarantine", "list", "--kind", "field", "--json", store=store).stdout)
     assert sorted((q["ref"], q["field"]) for q in issues) == [
         ("leads.csv line 30", "phone"),
@@ -266,8 +270,17 @@ def test_db_upgrade_and_demo(tmp_path: Path) -> None:
     assert f"--store sqlite:///{tmp_path / 'demo' / 'demo.db'} status" in text
     assert f"--store sqlite:///{tmp_path / 'demo' / 'demo.db'} contacts list" in text
     # The sample's broken rows and leads went to quarantine, and the summary says so.
-    shown = re.search(r"quarantine (\d+)", text)
+    shown = re.search(r"quarantine: (\d+) open", text)
     assert shown is not None and int(shown.group(1)) > 0
+    assert "{'" not in demo.stdout and "by status:" in text  # no Python reprs
+    assert (
+        "quarantine"
+        not in text.split("contacts by status:")[1].split("\n")[0].split("quarantine:")[0]
+    )  # quarantine is not a status
+    # The "look around" commands work as printed.
+    [status_line] = [ln for ln in demo.stdout.splitlines() if ln.strip().endswith(" status")]
+    again = subprocess.run(shlex.split(status_line), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
 
 
 def test_config_validate_reads_the_working_directorys_leadsync_yaml(tmp_path: Path) -> None:

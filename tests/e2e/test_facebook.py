@@ -407,3 +407,36 @@ def test_metas_test_leads_are_ingested_and_marked(fake: FakeGraph, store: Store)
     assert all(email is None for email, _, _ in stored)
     assert all(c["is_test"] is True and c["emails"] == ["test@fb.com"] for _, _, c in stored)
     assert all("<test lead" not in json.dumps(c) for _, _, c in stored)
+
+
+def test_backfill_dry_run_on_a_fresh_sqlite_store_writes_nothing(
+    fake: FakeGraph, tmp_path: Path
+) -> None:
+    # It crashed with "database is locked": health was written beside the dry run's
+    # open transaction.
+    page = fake.add_page("Fresh")
+    form = fake.add_form(page.id, name="F", questions=QUESTIONS)
+    now = time.time()
+    fake.generate_leads(form, 30, start=now - 2 * DAY, end=now - 3600, bad_rate=0)
+    cfg = tmp_path / "leadsync.yaml"
+    section = {
+        "app_id": fake.app_id,
+        "app_secret": fake.app_secret,
+        "graph_url": fake.base_url,
+        "pages": [{"id": page.id, "access_token": page.token}],
+    }
+    cfg.write_text(yaml.safe_dump({"facebook": section}))
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    since = datetime.fromtimestamp(now - 5 * DAY, UTC).date().isoformat()
+    cmd = [sys.executable, "-m", "connector", "backfill", "facebook", "--since", since]
+    done = subprocess.run(
+        [*cmd, "--dry-run", "--json", "-c", str(cfg), "--store", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["rows"] == 30 and summary["created"] > 0 and summary["dry_run"] is True
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(leads)).scalar_one() == 0
+    engine.dispose()

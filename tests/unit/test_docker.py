@@ -123,10 +123,75 @@ def test_config_path_and_environment() -> None:
         assert ["./leadsync.yaml", "/etc/leadsync/leadsync.yaml", "ro"] in mounts
 
 
-def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+def env_example() -> dict[str, str]:
+    lines = (DOCKER / "leadsync.env.example").read_text().splitlines()
+    return dict(ln.split("=", 1) for ln in lines if "=" in ln and not ln.startswith("#"))
+
+
+def referenced_env(text: str) -> set[str]:
+    """Variables a file reads: `${NAME}`, `${NAME:?...}`, `${NAME:-...}` (comments aside)."""
+    code = "\n".join(
+        ln.split(" #")[0] for ln in text.splitlines() if not ln.lstrip().startswith("#")
+    )
+    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", code))
+
+
+def test_the_example_config_is_complete_and_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEADSYNC_STORE_URL", raising=False)
+    for name in env_example():
+        monkeypatch.setenv(name, "x")
     config = load_config(DOCKER / "leadsync.example.yaml")
     assert config.server.port == PORT and config.server.host == "0.0.0.0"
+    assert config.facebook is not None  # type: ignore[attr-defined]
+
+
+def test_every_secret_is_listed_in_the_env_example() -> None:
+    listed = set(env_example())
+    for name in ("leadsync.example.yaml", "compose.yaml"):
+        wanted = referenced_env((DOCKER / name).read_text()) - {"LEADSYNC_SITE"}
+        assert wanted <= listed, f"{name} reads {sorted(wanted - listed)}, not listed"
+    assert "POSTGRES_PASSWORD" in listed and env_example()["POSTGRES_PASSWORD"] == ""
+
+
+def test_compose_refuses_to_start_without_a_database_password() -> None:
+    text = (DOCKER / "compose.yaml").read_text()
+    uses = re.findall(r"\$\{POSTGRES_PASSWORD([^}]*)\}", text)
+    assert len(uses) == 2 and all(u.startswith(":?") for u in uses)  # required, no default
+    services = compose()["services"]
+    assert "${POSTGRES_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_mappings_and_import_files_are_mounted() -> None:
+    for name in ("migrate", "leadsync"):
+        mounts = [v.split(":") for v in compose()["services"][name]["volumes"]]
+        assert ["./mappings", "/etc/leadsync/mappings", "ro"] in mounts
+        assert ["./import", "/import", "ro"] in mounts
+    assert (DOCKER / "mappings").is_dir() and (DOCKER / "import").is_dir()
+
+
+def test_replicas_scale_behind_a_proxy_and_metrics_stay_inside() -> None:
+    services = compose()["services"]
+    daemon, proxy = services["leadsync"], services["proxy"]
+    # No host port and no container name: `--scale leadsync=3` starts three.
+    assert "ports" not in daemon and "container_name" not in daemon
+    assert daemon["expose"] == [str(PORT)]
+    assert proxy["volumes"][0] == "./Caddyfile:/etc/caddy/Caddyfile:ro"
+    caddy = (DOCKER / "Caddyfile").read_text()
+    assert re.search(r"dynamic a \{\s*name leadsync\s*port " + str(PORT), caddy)
+    assert "@metrics path /metrics" in caddy and "respond @metrics" in caddy
+    assert "TLS" in caddy and "HTTPS" in caddy  # the note on Meta's webhooks
+
+
+def test_the_readme_shows_one_off_commands_in_the_container() -> None:
+    from connector.cli import GROUPS, _register_plugins
+
+    if not GROUPS["import"].registered_commands:  # adapters add `import csv`, `backfill ...`
+        _register_plugins()
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"docker compose .*run --rm leadsync import csv /import/", readme)
+    assert re.search(r"docker compose .*run --rm leadsync backfill facebook", readme)
+    for line in re.findall(r"run --rm leadsync (.+)", readme):
+        check_cli([a for a in line.split() if not a.startswith("/")][:3])
 
 
 def test_compose_services() -> None:
@@ -141,7 +206,6 @@ def test_compose_services() -> None:
     check_cli(daemon["command"])
     assert daemon["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert daemon["ports"] == [f"{PORT}:{PORT}"]
     assert daemon["command"][daemon["command"].index("--port") + 1] == str(PORT)
     build = daemon["build"]
     assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
