@@ -322,21 +322,6 @@ def _order(value: Any) -> Any:
     return value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def _flat(text: str) -> bool:
-    return text in (text.upper(), text.lower())
-
-
-def _better_written(current: str, new: str) -> str | None:
-    """Of two spellings equal but for case, the better written one (mixed case beats
-    all-upper or all-lower: `JOHN SMITH` after `John Smith` is the same name shouted),
-    or None when neither is better."""
-    if _flat(new) and not _flat(current):
-        return current
-    if _flat(current) and not _flat(new):
-        return new
-    return None
-
-
 # What observing a value did: nothing, moved only its observed time, changed the value.
 _SAME, _SEEN, _CHANGED = 0, 1, 2
 
@@ -348,8 +333,8 @@ def observe(
 
     The newer observation wins, never the older, so the result does not depend on the
     order observations arrive in; at the same time the larger value wins (a fixed
-    order). A spelling that differs only by case keeps the better written one whatever
-    its time (it is the same value, not news)."""
+    order). A spelling that differs only by case or accents keeps the richer one
+    whatever its time (it is the same value, not news)."""
     current = values.get(name)
     seen = observed.get(okey, "")
     if current == value:
@@ -360,12 +345,10 @@ def observe(
     if current is None or current == "":
         values[name], observed[okey] = value, at
         return _CHANGED
-    if (
-        isinstance(value, str)
-        and isinstance(current, str)
-        and value.casefold() == current.casefold()
-    ):
-        better = _better_written(current, value)
+    if isinstance(value, str) and isinstance(current, str):
+        # `Nguyen Van Hung` after `Nguyễn Văn Hùng`, `JOHN SMITH` after `John Smith`:
+        # the same value written with less care is not news, whatever its time.
+        better = normalize.better_spelling(current, value)
         if better is not None:
             newest = max(seen, at)
             moved = newest != seen
@@ -631,11 +614,3 @@ def found_kind(found: dict[int, str], contact_id: int) -> str:
     """The kind of key that found `contact_id` (for the merge log's rule)."""
     key = found.get(contact_id)
     return key.split(":", 1)[0] if key else "source id"
-
-
-def _same_but_worse_case(new: Any, current: Any) -> bool:
-    """`JOHN SMITH` after `John Smith`, `Nguyen` after `Nguyễn` is the same name
-    written with less care, not news: keep the richer one (normalize.richer_name)."""
-    if not isinstance(new, str) or not isinstance(current, str):
-        return False
-    return normalize.richer_name(current, new) == current

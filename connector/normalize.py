@@ -252,6 +252,18 @@ def richer_name(old: str | None, new: str) -> str:
     return new if _information(new) > _information(old) else old
 
 
+def better_spelling(current: str, new: str) -> str | None:
+    """Of two spellings of one value that are equal once case and accents are folded,
+    the one with more information (the rule of `richer_name`); None when they are not
+    the same value or neither is richer (then recency decides)."""
+    if current == new or _fold(current) != _fold(new):
+        return None
+    have, offered = _information(current), _information(new)
+    if have == offered:
+        return None
+    return current if have > offered else new
+
+
 def _information(text: str) -> tuple[int, int]:
     marked = sum(1 for c in unicodedata.normalize("NFC", text) if _fold(c) != c.casefold())
     mixed = int(text not in (text.upper(), text.lower()))

@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import column, func, inspect, select, table
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -66,31 +65,13 @@ def refresh_backlog_metrics(runtime: Runtime) -> None:
 
 
 def outbox_backlog(runtime: Runtime) -> dict[str, dict[str, int]]:
-    """Per destination: outbox rows pending and dead. Read from the table as it is (it
-    is being redesigned): `destination` and `delivered_at` always, and a `dead_at` or
-    `state` column if the table has one."""
-    names = {c["name"] for c in inspect(runtime.store.engine).get_columns("outbox")}
-    t = table("outbox", column("destination"), column("delivered_at"))
-    dead: Any = None
-    if "dead_at" in names:
-        dead = column("dead_at").is_not(None)
-    elif "state" in names:
-        dead = column("state") == "dead"
-    query = select(t.c.destination, func.count()).where(t.c.delivered_at.is_(None))
-    if dead is not None:
-        query = select(t.c.destination, dead.label("dead"), func.count()).where(
-            t.c.delivered_at.is_(None)
-        )
-        query = query.select_from(t).group_by(t.c.destination, dead)
-    else:
-        query = query.group_by(t.c.destination)
-    found: dict[str, dict[str, int]] = {}
-    with runtime.store.reader.connect() as conn:
-        for row in conn.execute(query):
-            entry = found.setdefault(row[0], {"pending": 0, "dead": 0})
-            is_dead = bool(row[1]) if dead is not None else False
-            entry["dead" if is_dead else "pending"] += int(row[-1])
-    return found
+    """Per destination: outbox rows pending and dead letters (not dismissed)."""
+    from connector.sync import outbox
+
+    return {
+        destination: {"pending": entry["pending"], "dead": entry["failed"]}
+        for destination, entry in outbox.depth(runtime.store).items()
+    }
 
 
 class BodyTooLarge(Exception):

@@ -27,6 +27,7 @@ HEADER = [
     "Status",
     "Budżet",
     "Zgoda marketingowa",
+    "Deal value (USD)",
 ]
 _files = itertools.count()
 
@@ -72,9 +73,9 @@ names = st.sampled_from(
     ]
 )
 row = st.one_of(
-    st.just(["", "", "", "", "", "", "", "", ""]),  # blank: skipped
+    st.just([""] * len(HEADER)),  # blank: skipped
     st.builds(
-        lambda name, email, phone, city, status, budget: [
+        lambda name, email, phone, city, status, budget, deal: [
             *name,
             email,
             phone,
@@ -83,6 +84,7 @@ row = st.one_of(
             status,
             budget,
             "tak",
+            deal,
         ],
         names,
         st.sampled_from(["", "a@x.pl", "b@x.pl", "A@X.PL", "c@x.pl", "not-an-email"]),
@@ -90,6 +92,7 @@ row = st.one_of(
         st.sampled_from(["", "Kraków", "Gdańsk"]),
         st.sampled_from(["Nowy", "Wygrany", "Przegrany", "Zakwalifikowany", "Nieznany"]),
         st.sampled_from(["", "3 200", "a lot"]),
+        st.sampled_from(["", "12,000", "1,500.00", "1.5.5"]),
     ),
 )
 

@@ -21,7 +21,11 @@ def test_retry_validates_the_mapping_once_and_again_after_an_edit(
 ) -> None:
     mapping_path = tmp_path / "m.yaml"
     columns = "".join(f"  extra{i}: {{custom: extra{i}}}\n" for i in range(200))
-    mapping_path.write_text("columns:\n  email: email\n  Status: {field: status}\n" + columns)
+    # A mapping mistake that leaves nothing to identify people by: every record is
+    # quarantined whole (a bad status word alone would only be a field issue).
+    mapping_path.write_text(
+        "columns:\n  email: {custom: mail}\n  Status: {field: status}\n" + columns
+    )
     header = "email,Status," + ",".join(f"extra{i}" for i in range(200))
     rows = "".join(f"p{i}@example.com,Wygrany," + "," * 199 + "\n" for i in range(40))
     path = tmp_path / "leads.csv"
@@ -29,7 +33,7 @@ def test_retry_validates_the_mapping_once_and_again_after_an_edit(
     source = CsvSource(
         name="crm", paths=[path], mapping=load_mapping(mapping_path), mapping_path=mapping_path
     )
-    assert Pipeline(store, workers=0).run(source).quarantined == 40  # no status "Wygrany"
+    assert Pipeline(store, workers=0).run(source).quarantined == 40  # nothing identifies
 
     loads: list[Path] = []
     real = mapping_module.validate_file
