@@ -472,23 +472,26 @@ def quarantine_list(
             print_json({**row, "hint": quarantine_store.hint(row["reason"])})
         return
     shown = f"{offset + 1}-{offset + len(rows)} of {total}" if rows else f"none of {total}"
-    table = Table(title=f"Quarantined records and field issues ({shown})")
-    for column in ("id", "kind", "source", "record", "field", "reason", "tries"):
-        # The reason gets the room: it is what the admin acts on.
-        table.add_column(column, overflow="fold", ratio=3 if column == "reason" else None)
+    # One source (the usual case) is said once in the title: at 80 columns the reason,
+    # which is what the admin acts on, needs the room.
+    sources = {r["source"] for r in rows}
+    single = next(iter(sources)) if len(sources) == 1 else None
+    title = f"Quarantined records and field issues ({shown})"
+    table = Table(title=f"{title} from {single}" if single else title)
+    columns = ("id", "kind", *(() if single else ("source",)), "record", "field", "reason")
+    for column in (*columns, "tries"):
+        table.add_column(
+            column,
+            overflow="fold",
+            no_wrap=column == "record",
+            ratio=3 if column == "reason" else None,
+        )
     for r in rows:
         # The first reason repeats the field column ("phone: ..."): said once is enough.
         reason = r["reason"].removeprefix(f"{r['field']}: ")
         reason += f" [{r['resolution']}]" if r.get("resolution") else ""
-        table.add_row(
-            str(r["id"]),
-            r["kind"],
-            r["source"],
-            r["record"],
-            r["field"],
-            reason,
-            str(r["attempts"]),
-        )
+        values = {**r, "reason": reason, "tries": str(r["attempts"]), "id": str(r["id"])}
+        table.add_row(*(values[c] for c in (*columns, "tries")))
     out.print(table)
     hints = sorted({quarantine_store.hint(r["reason"]) for r in rows if not r["resolved_at"]})
     for text in hints:

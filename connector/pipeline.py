@@ -87,7 +87,8 @@ class IngestStats:
     # Reasons are categories (`budget: not a number`), never values: a bad column is
     # one reason with a count. Whole records and single fields are counted apart.
     resolved: int = 0
-    """Open quarantine entries this ingest closed (their record came in fine)."""
+    """Open quarantine entries this ingest closed: records that came in fine, and
+    field issues whose value came in fixed."""
     reasons: Counter[str] = field(default_factory=Counter)
     field_issues: int = 0
     field_reasons: Counter[str] = field(default_factory=Counter)
@@ -339,7 +340,7 @@ class Pipeline:
         stats.folded += plan.folded
         stats.quarantined += len(bad)
         stats.skipped += skipped
-        stats.resolved += closed
+        stats.resolved += closed + fixed
         for record in bad:
             for problem in record.problems:
                 stats.reasons[f"{problem.field}: {problem.reason}"] += 1

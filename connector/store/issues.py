@@ -106,7 +106,7 @@ def _file(
         conn.execute(
             update(quarantine)
             .where(quarantine.c.source == source, cond)
-            .values(resolved_at=None, attempts=quarantine.c.attempts + 1)
+            .values(resolved_at=None, resolution=None, attempts=quarantine.c.attempts + 1)
         )
     rows = [row for fp, row in candidates.items() if fp not in seen]
     insert_rows(conn, quarantine, rows)
@@ -146,7 +146,9 @@ def _resolve(
         )
         open_rows.extend(i for i, c, f in rows if (merged.get(c, c), f) in fixed)
     for cond in among(conn, quarantine.c.id, open_rows):
-        conn.execute(update(quarantine).where(cond).values(resolved_at=now))
+        conn.execute(
+            update(quarantine).where(cond).values(resolved_at=now, resolution="reingested")
+        )
     return len(open_rows)
 
 
