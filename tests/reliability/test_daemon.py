@@ -55,12 +55,13 @@ def stored_ids(url: str) -> list[str]:
 
 
 def count(url: str) -> int:
-    """Leads and quarantine entries stored so far (cheaper than reading every id)."""
+    """Leads and quarantined records stored so far (cheaper than reading every id)."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
             n = conn.execute(select(func.count()).select_from(leads)).scalar_one()
-            n += conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
+            records = select(func.count()).where(quarantine.c.kind == "record")
+            n += conn.execute(records).scalar_one()  # as stored_ids counts them
     except Exception:  # the first run may not have made the tables yet
         n = 0
     engine.dispose()
