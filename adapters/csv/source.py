@@ -222,7 +222,7 @@ class CsvSource:
         # programs): UTF-8 is tried first on each. A code page the admin gave is trusted.
         return encoding, delimiter, given is None and is_legacy(encoding)
 
-    def find_records(self, path: Path) -> Iterator[tuple[Record, list[list[str]]]]:
+    def records_of(self, path: Path) -> Iterator[tuple[Record, list[list[str]]]]:
         """Each record of the file with its values (none when it is over the limit)."""
         encoding, delimiter, fallback = self._dialect(path)
         lines = Lines(path, encoding, fallback, encoding)
@@ -253,7 +253,11 @@ class CsvSource:
                 )
 
     def _header(self, path: Path) -> list[str]:
-        first = next(self.find_records(path), None)
+        return self._checked_header(path, next(self.records_of(path), None))
+
+    def _checked_header(
+        self, path: Path, first: tuple[Record, list[list[str]]] | None
+    ) -> list[str]:
         header = first[1][0] if first is not None and first[0].text is not None else []
         if first is not None and first[0].text is None:
             raise SourceError(f"{path}: the header row is over {RECORD_LIMIT:,} characters")
@@ -274,7 +278,8 @@ class CsvSource:
 
     def read(self, stream: str, cursor: Any) -> Iterator[Batch]:
         path = Path(stream)
-        header = self._header(path)
+        found = self.records_of(path)  # one pass: the header is its first record
+        header = self._checked_header(path, next(found, None))
         sha = file_sha256(path)
         done = cursor["row"] if isinstance(cursor, dict) and cursor.get("sha256") == sha else 0
         records: list[Lead] = []
@@ -282,8 +287,6 @@ class CsvSource:
         # record starts on, which a person can find in an editor.
         row_no = 1
         width = len(header)
-        found = self.find_records(path)
-        next(found, None)  # the header
         for record, parsed in found:
             for values in parsed:
                 row_no += 1
