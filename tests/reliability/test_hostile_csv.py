@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from adapters.csv import records as csv_records
 from adapters.csv import source as csv_source
 from adapters.csv.source import FIELD_LIMIT, RECORD_LIMIT, CsvSource, detect_encoding
 from connector.mapping import Mapping
@@ -60,7 +61,8 @@ def test_a_huge_field_quarantines_its_record_naming_column_and_size_and_the_impo
 def test_an_unterminated_quote_swallowing_more_than_128_kib_is_quarantined(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(csv_source, "RECORD_LIMIT", 256 * 1024)
+    for module in (csv_records, csv_source):  # the reader, and its messages
+        monkeypatch.setattr(module, "RECORD_LIMIT", 256 * 1024)
     rows = "".join(f"p{i}@example.com,P{i},note {i}\n" for i in range(12_000))  # ~380 KB
     path = tmp_path / "quote.csv"
     path.write_text(
@@ -80,7 +82,8 @@ def test_an_unterminated_quote_swallowing_more_than_128_kib_is_quarantined(
 def test_a_line_bigger_than_the_record_limit_is_never_held_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(csv_source, "RECORD_LIMIT", 100_000)
+    for module in (csv_records, csv_source):  # the reader, and its messages
+        monkeypatch.setattr(module, "RECORD_LIMIT", 100_000)
     path = tmp_path / "line.csv"
     path.write_text("email,name,notes\n" + "a@b.co,A," + "y" * 3_000_000 + "\nc@d.co,C,ok\n")
     found = leads(path)
