@@ -228,7 +228,7 @@ def contacts_show(
         out.print(f"[yellow]contact {contact_id} was merged into {data['id']}[/]")
     table = Table(title=f"contact {data['id']}", show_header=False)
     for key, value in data.items():
-        if key not in ("identities", "status_history", "leads", "interactions") and value:
+        if key not in ("identities", "status_history", "leads", "merges", "interactions") and value:
             table.add_row(
                 key,
                 json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else str(value),
@@ -247,6 +247,13 @@ def contacts_show(
     for lead in data["leads"]:
         leads.add_row(lead["source"], lead["ref"], lead["source_id"][:24], lead["received_at"])
     out.print(leads)
+    for m in data["merges"]:
+        undone = f" (undone {m['undone_at']})" if m["undone_at"] else ""
+        out.print(
+            f"{m['at']}  merged {m['absorbed']} into {m['survivor']}: {m['rule']}"
+            f"{' by ' + m['actor'] if m['actor'] else ''}{undone}"
+            + ("" if undone else f"  (undo: leadsync contacts unmerge {m['absorbed']})")
+        )
     for item in data["interactions"]:
         out.print(f"{item['at']}  {item['kind']}  {json.dumps(item['data'], ensure_ascii=False)}")
 

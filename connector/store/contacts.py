@@ -179,7 +179,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
-    """One contact with its identities, status history, leads and timeline.
+    """One contact with its identities, status history, leads, merges and timeline.
 
     An absorbed id shows the survivor, with `merged_from` saying so."""
     with store.reader.connect() as conn:
@@ -221,6 +221,22 @@ def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
             }
             for lead in conn.execute(
                 select(leads).where(leads.c.contact_id == live).order_by(leads.c.id)
+            )
+        ]
+        out["merges"] = [
+            {
+                "id": m.id,
+                "survivor": m.survivor_id,
+                "absorbed": m.absorbed_id,
+                "at": _iso(m.at),
+                "rule": m.rule,
+                "actor": m.actor,
+                "undone_at": _iso(m.undone_at),
+            }
+            for m in conn.execute(
+                select(merge_log)
+                .where((merge_log.c.survivor_id == live) | (merge_log.c.absorbed_id == live))
+                .order_by(merge_log.c.id)
             )
         ]
         out["interactions"] = [
