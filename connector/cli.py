@@ -257,7 +257,14 @@ def contacts_list(
     out.print(contacts_table(rows, f"{total} contacts" + (f" in {status}" if status else "")))
 
 
-_SHOWN_APART = ("identities", "status_history", "leads", "interactions", "field_issues")
+_SHOWN_APART = (
+    "identities",
+    "status_history",
+    "leads",
+    "merges",
+    "interactions",
+    "field_issues",
+)
 
 # What a lead's context says about the ad it came from: column -> context keys, the
 # name first (people read names), else the id.
@@ -336,6 +343,13 @@ def contacts_show(
             if found:
                 table.add_row(lead["ref"], *(found.get(c, "") for c in AD_CONTEXT))
         out.print(table)
+    for m in data["merges"]:
+        undone = f" (undone {m['undone_at']})" if m["undone_at"] else ""
+        out.print(
+            f"{m['at']}  merged {m['absorbed']} into {m['survivor']}: {m['rule']}"
+            f"{' by ' + m['actor'] if m['actor'] else ''}{undone}"
+            + ("" if undone else f"  (undo: leadsync contacts unmerge {m['absorbed']})")
+        )
     for item in data["interactions"]:
         out.print(f"{item['at']}  {item['kind']}  {json.dumps(item['data'], ensure_ascii=False)}")
 

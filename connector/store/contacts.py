@@ -180,7 +180,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
-    """One contact with its identities, status history, leads and timeline.
+    """One contact with its identities, status history, leads, merges and timeline.
 
     An absorbed id shows the survivor, with `merged_from` saying so."""
     with store.reader.connect() as conn:
@@ -225,6 +225,22 @@ def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
             )
         ]
         out["field_issues"] = issues.open_for_contact(conn, live)
+        out["merges"] = [
+            {
+                "id": m.id,
+                "survivor": m.survivor_id,
+                "absorbed": m.absorbed_id,
+                "at": _iso(m.at),
+                "rule": m.rule,
+                "actor": m.actor,
+                "undone_at": _iso(m.undone_at),
+            }
+            for m in conn.execute(
+                select(merge_log)
+                .where((merge_log.c.survivor_id == live) | (merge_log.c.absorbed_id == live))
+                .order_by(merge_log.c.id)
+            )
+        ]
         out["interactions"] = [
             {"kind": i.kind, "at": _iso(i.occurred_at), "source": i.source, "data": i.data}
             for i in conn.execute(

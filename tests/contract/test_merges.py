@@ -114,6 +114,7 @@ def test_a_merge_by_hand_is_logged_and_unmerge_restores_everything(store: Store)
     assert [x["source_id"] for x in after_b["leads"]] == [x["source_id"] for x in before_b["leads"]]
     assert any(i["kind"] == "unmerge" for i in after_b["interactions"])
     assert cs.merges(store, b["id"])[0]["undone_by"] == "ops"
+    assert [m["undone_at"] is not None for m in after_a["merges"]] == [True]
     with pytest.raises(LookupError):
         cs.unmerge(store, b["id"], actor=None)  # nothing left to undo
     # Records for the absorbed one's keys find it again.

@@ -144,6 +144,17 @@ def test_set_status_and_merge(store: str) -> None:
     assert bad.returncode == 2 and "unknown status 'Maybe'" in bad.stderr
     missing = run("contacts", "show", "99999", store=store, ok=False)
     assert missing.returncode == 2 and "no contact with id 99999" in missing.stderr
+    shown_text = " ".join(run("contacts", "show", str(ids[0]), store=store).stdout.split())
+    assert f"leadsync contacts unmerge {ids[1]}" in shown_text
+    run("contacts", "unmerge", str(ids[1]), "--actor", "kevin", store=store)
+    back = json.loads(run("contacts", "show", str(ids[1]), "--json", store=store).stdout)
+    assert back["id"] == ids[1] and "merged_from" not in back
+    again = run("contacts", "unmerge", str(ids[1]), store=store, ok=False)
+    assert again.returncode == 2 and "no merge to undo" in again.stderr
+    # The sample's office phone: a possible duplicate, dismissed by a person.
+    [pair] = lines(run("contacts", "duplicates", "--json", store=store).stdout)
+    run("contacts", "duplicates", "dismiss", str(pair["id"]), "--actor", "kevin", store=store)
+    assert lines(run("contacts", "duplicates", "--json", store=store).stdout) == []
 
 
 def test_quarantine_retry_after_fixing_the_mapping(store: str, tmp_path: Path) -> None:
