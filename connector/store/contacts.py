@@ -501,34 +501,6 @@ def dismiss_duplicate(store: Store, pair_id: int, actor: str | None) -> None:
             raise NotFoundError(f"no possible duplicate with id {pair_id}")
 
 
-def quarantine_list(
-    store: Store, include_resolved: bool = False, kind: str | None = None
-) -> list[dict[str, Any]]:
-    """Quarantine rows: whole records (`kind` 'record'), field issues ('field'), or both."""
-    query = select(quarantine).order_by(quarantine.c.id)
-    if not include_resolved:
-        query = query.where(quarantine.c.resolved_at.is_(None))
-    if kind is not None:
-        query = query.where(quarantine.c.kind == kind)
-    with store.reader.connect() as conn:
-        return [
-            {
-                "id": q.id,
-                "source": q.source,
-                "ref": q.ref,
-                "field": q.field,
-                "reason": q.reason,
-                "attempts": q.attempts,
-                "kind": q.kind,
-                "contact_id": q.contact_id,
-                "created_at": _iso(q.created_at),
-                "resolved_at": _iso(q.resolved_at),
-                "raw": q.raw,
-            }
-            for q in conn.execute(query)
-        ]
-
-
 def by_status(conn: Connection) -> dict[int, int]:
     """Live contacts per status id."""
     rows = conn.execute(

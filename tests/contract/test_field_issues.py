@@ -12,6 +12,7 @@ from connector.pipeline import Pipeline
 from connector.statuses import Catalogue
 from connector.store import Store
 from connector.store import contacts as cs
+from connector.store import quarantine as quarantine_store
 from connector.store.tables import contacts, quarantine
 
 MAPPING = Mapping.model_validate(
@@ -40,7 +41,9 @@ def ingest(store: Store, *records: Lead) -> Any:
 
 
 def rows(store: Store, kind: str) -> list[dict[str, Any]]:
-    return [q for q in cs.quarantine_list(store, include_resolved=True, kind=kind)]
+    return [
+        q for q in quarantine_store.entries(store, limit=None, include_resolved=True, kind=kind)[0]
+    ]
 
 
 def test_a_bad_email_beside_a_good_phone_is_a_field_issue_of_a_contact(store: Store) -> None:
@@ -82,14 +85,17 @@ def test_reimporting_the_fixed_value_resolves_its_issue(store: Store) -> None:
     by_field = {q["field"]: q for q in rows(store, "field")}
     assert by_field["budget"]["resolved_at"] is not None
     assert by_field["country"]["resolved_at"] is None  # still wrong: still open
-    [contact] = cs.quarantine_list(store, kind="field")
+    [contact] = quarantine_store.entries(store, limit=None, kind="field")[0]
     assert contact["field"] == "country"
     shown = cs.show_contact(store, by_field["budget"]["contact_id"])
     assert shown["custom"]["budget"] == 1500
     assert [i["field"] for i in shown["field_issues"]] == ["country"]
     # The same bad value given again opens its issue again.
     ingest(store, row(id="1", email="a@x.com", budget="a lot", country="Atlantis"))
-    assert {q["field"] for q in cs.quarantine_list(store, kind="field")} == {"budget", "country"}
+    assert {q["field"] for q in quarantine_store.entries(store, limit=None, kind="field")[0]} == {
+        "budget",
+        "country",
+    }
 
 
 def test_a_merged_contact_shows_the_issues_of_what_it_absorbed(store: Store) -> None:

@@ -18,6 +18,7 @@ from connector.ports import Batch
 from connector.statuses import NEW, QUALIFIED, UNKNOWN, WON, Catalogue
 from connector.store import Store, open_store
 from connector.store import contacts as cs
+from connector.store import quarantine as quarantine_store
 from connector.store.tables import contacts, cursors, identities, leads, metadata, quarantine
 
 
@@ -164,7 +165,7 @@ def test_bad_records_are_quarantined_with_field_and_reason(store: Store) -> None
         lead("row 5", city="Nowhere"),
     )
     assert stats.created == 1 and stats.quarantined == 3
-    rows = {r["ref"]: r for r in cs.quarantine_list(store)}
+    rows = {r["ref"]: r for r in quarantine_store.entries(store, limit=None)[0]}
     assert rows["row 3"]["field"] == "email"
     assert rows["row 4"]["field"] == "phone"
     assert "nothing identifies" in rows["row 5"]["reason"]
