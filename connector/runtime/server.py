@@ -40,6 +40,8 @@ DEFAULT_MAX_BODY = 1 << 20
 
 
 def refresh_outbox_metrics(runtime: Runtime) -> None:
+    """Outbox gauges, from one read of the outbox: depth and oldest age per
+    destination, and rows by state (pending, dead)."""
     from connector.sync import outbox
 
     found = outbox.depth(runtime.store)
@@ -48,29 +50,34 @@ def refresh_outbox_metrics(runtime: Runtime) -> None:
     for destination, entry in found.items():
         OUTBOX_DEPTH.labels(destination).set(entry["pending"])
         OUTBOX_AGE.labels(destination).set(entry["oldest_age"])
+    OUTBOX_ROWS.clear()
+    for destination, states in outbox_backlog(runtime, found).items():
+        for state, n in states.items():
+            OUTBOX_ROWS.labels(destination, state).set(n)
 
 
 def refresh_backlog_metrics(runtime: Runtime) -> None:
-    """Gauges of webhook deliveries and outbox rows, pending and dead-lettered."""
+    """Gauges of webhook deliveries, pending and dead-lettered."""
     from connector.runtime import inbox
 
     WEBHOOK_DELIVERIES.clear()
     for source, entry in inbox.counts(runtime.store).items():
         for state, n in entry.items():
             WEBHOOK_DELIVERIES.labels(source, state).set(n)
-    OUTBOX_ROWS.clear()
-    for destination, entry in outbox_backlog(runtime).items():
-        for state, n in entry.items():
-            OUTBOX_ROWS.labels(destination, state).set(n)
 
 
-def outbox_backlog(runtime: Runtime) -> dict[str, dict[str, int]]:
-    """Per destination: outbox rows pending and dead letters (not dismissed)."""
+def outbox_backlog(
+    runtime: Runtime, found: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, int]]:
+    """Per destination: outbox rows pending and dead letters (not dismissed), from
+    `found` (what `outbox.depth` read) or a read of its own."""
     from connector.sync import outbox
 
+    if found is None:
+        found = outbox.depth(runtime.store)
     return {
         destination: {"pending": entry["pending"], "dead": entry["failed"]}
-        for destination, entry in outbox.depth(runtime.store).items()
+        for destination, entry in found.items()
     }
 
 

@@ -46,7 +46,7 @@ def _enqueue(store: Store, destination: str, key: str) -> None:
         outbox.enqueue(conn, destination, "status", key, None, {"x": 1})
 
 
-def test_outbox_backlog_reads_the_table_as_it_is_and_a_dead_column_when_it_appears(
+def test_outbox_backlog_counts_pending_rows_and_dead_letters_apart(
     store: Store,
 ) -> None:
     daemon = Daemon(LeadsyncConfig(), store, {})
