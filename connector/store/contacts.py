@@ -225,21 +225,10 @@ def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
             )
         ]
         out["field_issues"] = issues.open_for_contact(conn, live)
+        # The log as `merges` reads it, without the moved ids (`detail`), which only an
+        # unmerge needs.
         out["merges"] = [
-            {
-                "id": m.id,
-                "survivor": m.survivor_id,
-                "absorbed": m.absorbed_id,
-                "at": _iso(m.at),
-                "rule": m.rule,
-                "actor": m.actor,
-                "undone_at": _iso(m.undone_at),
-            }
-            for m in conn.execute(
-                select(merge_log)
-                .where((merge_log.c.survivor_id == live) | (merge_log.c.absorbed_id == live))
-                .order_by(merge_log.c.id)
-            )
+            {k: v for k, v in m.items() if k != "detail"} for m in _merge_entries(conn, live)
         ]
         out["interactions"] = [
             {"kind": i.kind, "at": _iso(i.occurred_at), "source": i.source, "data": i.data}
@@ -423,27 +412,29 @@ def unmerge(store: Store, contact_id: int, actor: str | None) -> tuple[int, int]
 def merges(store: Store, contact_id: int) -> list[dict[str, Any]]:
     """The merge log entries that concern a contact (as survivor or absorbed)."""
     with store.reader.connect() as conn:
-        rows = conn.execute(
-            select(merge_log)
-            .where(
-                (merge_log.c.survivor_id == contact_id) | (merge_log.c.absorbed_id == contact_id)
-            )
-            .order_by(merge_log.c.id)
-        )
-        return [
-            {
-                "id": m.id,
-                "survivor": m.survivor_id,
-                "absorbed": m.absorbed_id,
-                "at": _iso(m.at),
-                "actor": m.actor,
-                "rule": m.rule,
-                "detail": m.detail,
-                "undone_at": _iso(m.undone_at),
-                "undone_by": m.undone_by,
-            }
-            for m in rows
-        ]
+        return _merge_entries(conn, contact_id)
+
+
+def _merge_entries(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(merge_log)
+        .where((merge_log.c.survivor_id == contact_id) | (merge_log.c.absorbed_id == contact_id))
+        .order_by(merge_log.c.id)
+    )
+    return [
+        {
+            "id": m.id,
+            "survivor": m.survivor_id,
+            "absorbed": m.absorbed_id,
+            "at": _iso(m.at),
+            "actor": m.actor,
+            "rule": m.rule,
+            "detail": m.detail,
+            "undone_at": _iso(m.undone_at),
+            "undone_by": m.undone_by,
+        }
+        for m in rows
+    ]
 
 
 def duplicates(store: Store, include_settled: bool = False) -> list[dict[str, Any]]:
