@@ -247,9 +247,12 @@ def richer_name(old: str | None, new: str) -> str:
     letters with diacritics first (they cannot be guessed back), then mixed case over
     all-upper or all-lower; on a tie the old one stays. A name that differs otherwise is
     news and replaces the old one."""
-    if not old or old == new or _fold(old) != _fold(new):
+    if not old:
         return new
-    return new if _information(new) > _information(old) else old
+    better = better_spelling(old, new)
+    if better is not None:
+        return better
+    return old if _fold(old) == _fold(new) else new  # a tie keeps the old; news replaces
 
 
 def better_spelling(current: str, new: str) -> str | None:
