@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from connector.cli import global_options_first, readable_cursor
+from connector.cli import global_options_first
+from connector.cli.daemon import readable_cursor
 from tests.runtime.test_daemon_process import env
 
 ROOT = Path(__file__).parents[2]
@@ -101,7 +102,7 @@ def test_meta_style_match_keys_are_read_and_unknown_keys_refused(tmp_path: Path)
 
 
 def test_contacts_show_names_the_ad_a_lead_came_from() -> None:
-    from connector.cli import ad_context
+    from connector.cli.contacts import ad_context
 
     context = {"form_name": "Spring", "ad_id": "9", "adset_name": "MY 25-34",
                "campaign_name": "Launch", "platform": "ig"}  # fmt: skip
