@@ -28,7 +28,7 @@ from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from connector.runtime.metrics import API_CALLS, API_ERRORS
+from connector.sdk import API_CALLS, API_ERRORS
 
 BUC_HEADER = "x-business-use-case-usage"
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})

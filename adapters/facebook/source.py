@@ -34,11 +34,16 @@ import structlog
 from adapters.facebook.config import FacebookConfig, PageConfig
 from adapters.facebook.graph import Action, Graph, GraphError, backoff_after
 from adapters.facebook.leads import DEFAULT_MAPPING, LEAD_FIELDS, to_lead
-from connector.mapping import Mapping, load_mapping
-from connector.model import Lead
-from connector.ports import Batch, Health, SourceError
-from connector.runtime.metrics import THROTTLED_SECONDS
-from connector.statuses import Catalogue
+from connector.sdk import (
+    THROTTLED_SECONDS,
+    Batch,
+    Catalogue,
+    Health,
+    Lead,
+    Mapping,
+    SourceError,
+    load_mapping,
+)
 
 log = structlog.get_logger(__name__)
 
