@@ -1021,7 +1021,8 @@ class FakeGraph:
                 if op not in FILTER_OPS:
                     raise param_error(f"Filtering operator {op} is invalid for field time_created.")
                 try:
-                    bounds[op] = float(rule.get("value"))
+                    value: Any = rule.get("value")
+                    bounds[op] = float(value)
                 except (TypeError, ValueError) as exc:
                     raise param_error("Filtering value must be a unix timestamp.") from exc
         try:
@@ -1131,8 +1132,8 @@ class FakeGraph:
             status, body = err.status, json.dumps(err.body())
             headers = {**headers, **err.headers}
         except Exception as exc:  # a bug in the fake: answer like Graph's code 1, keep serving
-            err = GraphError(1, f"An unknown error occurred ({exc!r})", status=500, transient=True)
-            status, body = err.status, json.dumps(err.body())
+            bug = GraphError(1, f"An unknown error occurred ({exc!r})", status=500, transient=True)
+            status, body = bug.status, json.dumps(bug.body())
         if self.faults.latency:
             time.sleep(self.faults.latency)
         return status, headers, body.encode() if isinstance(body, str) else body
@@ -1411,7 +1412,9 @@ class _Handler(BaseHTTPRequestHandler):
             params.update(
                 urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
             )
-        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+        address = self.server.server_address
+        port = address[1] if isinstance(address, tuple) else 0
+        host = self.headers.get("Host") or f"127.0.0.1:{port}"
         self_url = f"http://{host}{prefix}/" + "/".join(parts)
         status, headers, body = self.graph.handle_graph(method, parts, params, self_url)
         self._send(status, body, headers)

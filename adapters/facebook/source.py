@@ -86,10 +86,11 @@ class FacebookSource:
     _mappings: dict[Path, Mapping] = field(default_factory=dict)
     _interests: dict[str, list[str]] = field(default_factory=dict)
     pages: dict[str, PageState] = field(default_factory=dict)
+    name: str = field(init=False)
+    """The source name stored with every lead (`facebook.source`)."""
 
-    @property
-    def name(self) -> str:
-        return self.config.source
+    def __post_init__(self) -> None:
+        self.name = self.config.source
 
     # -- Graph clients --------------------------------------------------------------
 
