@@ -14,7 +14,8 @@ points) may use exactly what this module exports, and nothing else of `connector
 - health: `report_health` / `read_health` (`leadsync status`, pauses across replicas);
 - CLI output: `state`, `out`, `err`, `print_stats`, `progress_bar`;
 - test helpers: `SourceCase`, what a plugin's `contract_source(workdir)` returns so the
-  contract suite (tests/contract/) runs its checks on the adapter with no list to keep.
+  contract suite (tests/contract/) runs its checks on the adapter with no list to keep
+  (a two-way system will offer `contract_status(workdir)` the same way: see there).
 
 Everything else (cli internals, store tables, runtime internals) may change without
 notice; a test (tests/unit/test_sdk.py) fails when an adapter reaches past this module.
@@ -116,6 +117,9 @@ class SourceCase(Protocol):
         """Make the API throttle the next calls (as it really does: Meta's HTTP 400
         with a throttle code, a 429, ...) and return a function counting the throttled
         answers served so far; None when the source has no remote API."""
+
+    def lift(self) -> None:
+        """End the throttle `throttle` started (the API answers again)."""
 
     def close(self) -> None:
         """Stop what the case started (an emulator)."""

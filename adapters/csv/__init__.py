@@ -15,6 +15,7 @@ from connector.sdk import (
     Catalogue,
     Lead,
     Pipeline,
+    SourceCase,
     Store,
     err,
     load_mapping,
@@ -53,6 +54,12 @@ class CsvPlugin:
         if swallowing:  # still broken: a new mapping cannot fix a file's quoting
             lead.problems.append(swallowing)
         return lead
+
+    def contract_source(self, workdir: Path) -> SourceCase:
+        """The contract suite's case: a growing CSV file (adapters/csv/contract.py)."""
+        from adapters.csv.contract import CsvCase
+
+        return CsvCase(workdir)
 
     def demo(self, store: Store, workdir: Path, console: Console) -> None:
         """Import the bundled messy sample, then a copy of it: the copy is read row by row

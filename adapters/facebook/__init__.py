@@ -28,6 +28,7 @@ from connector.sdk import (
     Lead,
     Pipeline,
     Runtime,
+    SourceCase,
     SourceError,
     Store,
     describe,
@@ -119,6 +120,13 @@ class FacebookPlugin:
     def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
         config = section(runtime.config)
         return routes(runtime, config) if config is not None else []
+
+    def contract_source(self, workdir: Path) -> SourceCase:
+        """The contract suite's case: the Graph API emulator with a Page of six leads
+        (adapters/facebook/contract.py)."""
+        from adapters.facebook.contract import FacebookCase
+
+        return FacebookCase()
 
     def demo_live(self) -> Any:
         """The Graph API emulator with a Page of messy leads, for `leadsync demo`."""
