@@ -176,8 +176,8 @@ class FacebookSource:
                 # The client's scope waits as long as the Pages do (never shorter), so
                 # the first call after the pause is not refused by a leftover one.
                 scope = self._client.scope(APP if app else page_scope(page_id))
-                scope.pause(wait)
                 wait = max(wait, scope.paused_for())
+                scope.pause(wait)
             until = self.clock() + wait
             THROTTLED_SECONDS.labels("facebook").inc(wait)
             held = [p.id for p in self.config.pages] if app else [page_id]

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from adapters.facebook.config import FacebookConfig
+from adapters.facebook.errors import APP, APP_USAGE_PAUSE, GRAPH_ERRORS, app_usage
 from adapters.facebook.fake import FakeGraph, FakePage
-from adapters.facebook.graph import APP, APP_USAGE_PAUSE, GRAPH_ERRORS, app_usage
 from adapters.facebook.source import FacebookSource
 from connector.http import RETRY, Fail, RateLimited
 from connector.pipeline import Pipeline
