@@ -14,8 +14,10 @@ bound stops moving and only a finished window counts (correct, just less resumab
 Backfill reads a fixed range once, with a cursor per (range, form).
 
 Throttling pauses the Page it happened on for the time Meta announces (persisted in
-source health, so every replica and the next run respect it); other Pages go on. Token
-and permission errors mark the Page failing with what to do, and are not retried.
+source health, so every replica and the next run respect it); other Pages go on. An
+app-level throttle (codes 4, 17, X-App-Usage at the limit) pauses every Page: they all
+share the app's one Graph client and its "app" scope. Token and permission errors
+mark the Page failing with what to do, and are not retried.
 """
 
 from __future__ import annotations

@@ -92,3 +92,18 @@ def test_the_old_check_alone_let_such_a_source_pass(csv_case: SourceCase, store:
 
 def test_the_same_source_unbroken_passes(csv_case: SourceCase, store: Store) -> None:
     checks.reread_from_a_cursor_yields_at_most_the_lag_window(csv_case, store)
+
+
+class ClaimsAThrottle(Broken):
+    """A case that says it throttles its API but never does: the throttle check must
+    not pass on a throttle nobody served."""
+
+    def throttle(self) -> Callable[[], int] | None:
+        return lambda: 0
+
+
+def test_the_throttle_check_needs_a_throttle_really_served(
+    csv_case: SourceCase, store: Store
+) -> None:
+    with pytest.raises(AssertionError):
+        checks.a_throttle_loses_nothing(ClaimsAThrottle(csv_case, lambda s: s), store)
