@@ -1,18 +1,121 @@
-"""Google Sheets: the sales team's spreadsheet as a lead source whose Status column is
-synced both ways. Today: `leadsync fake sheets`, a local emulator of the Sheets v4 values
-API (adapters/sheets/fake.py). The reading job and the status sync are not built yet.
+"""Google Sheets: the sales team's spreadsheet as a lead source.
+
+Each configured worksheet gets a poll job (`sheets.poll.<source>`): one read of the
+whole worksheet, new and edited rows ingested through the pipeline with the cursor, then
+one write of the cells leadsync owns (keys for rows without one, the error column).
+`leadsync fake sheets` runs a local emulator of the Sheets v4 values API.
+
+Not built yet: the Status column's two-way sync (a rep's edit going through the status
+engine, a status decided elsewhere written back). Today the Status column is read like
+an import's status column (through the sheet's `statuses` words) and nothing is written
+to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping as MappingABC
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import structlog
 import typer
+
+from adapters.sheets.client import SheetsClient
+from adapters.sheets.config import SheetConfig, SheetsConfig
+from adapters.sheets.source import SheetSource
+from connector.mapping import FieldMap, Mapping, load_mapping_cached
+from connector.model import Lead
+from connector.pipeline import IngestStats, Pipeline
+from connector.ports import Job, Runtime
+from connector.statuses import Catalogue
+from connector.store.issues import open_by_record
+
+log = structlog.get_logger(__name__)
+
+
+def section(config: Any) -> SheetsConfig | None:
+    found = getattr(config, "sheets", None)
+    return found if isinstance(found, SheetsConfig) else None
+
+
+def poll(source: SheetSource, pipeline: Pipeline) -> dict[str, int]:
+    """One poll of one worksheet: read, ingest what changed, write back what is ours.
+    The write comes after the rows are stored: a key that could not be written is made
+    again, the same, at the next poll (it is derived from the row's content)."""
+    stats: IngestStats = pipeline.run(source)
+    issues = None
+    if source.config.write_back.error is not None:
+        with pipeline.store.reader.connect() as conn:
+            issues = open_by_record(conn, source.name)
+    cells = source.writes(issues)
+    written = source.client.write(source.config.spreadsheet_id, cells) if cells else 0
+    return {
+        "rows": stats.rows,
+        "created": stats.created,
+        "updated": stats.updated,
+        "quarantined": stats.quarantined,
+        "cells_written": written,
+    }
 
 
 class SheetsPlugin:
     name = "sheets"
     config_key = "sheets"
+    config_model = SheetsConfig
+
+    def __init__(self) -> None:
+        self._clients: dict[int, SheetsClient] = {}
+
+    def client(self, config: SheetsConfig, runtime: Runtime | None = None) -> SheetsClient:
+        """One client per config (its quota scope and session last between polls)."""
+        key = id(config)
+        if key not in self._clients:
+            stopping = runtime.stopping if runtime is not None else None
+            self._clients[key] = SheetsClient(config, stopping=stopping)
+        return self._clients[key]
+
+    def jobs(self, runtime: Runtime) -> Sequence[Job]:
+        config = section(runtime.config)
+        if config is None:
+            return []
+        region = getattr(runtime.config, "default_region", None)
+        client = self.client(config, runtime)
+        jobs = []
+        for sheet in config.sheets:
+
+            def run(rt: Runtime, sheet: SheetConfig = sheet) -> dict[str, int]:
+                source = SheetSource(sheet, client, rt.store.catalogue, region)
+                return poll(source, Pipeline(rt.store, default_region=region, workers=0))
+
+            jobs.append(
+                Job(
+                    f"sheets.poll.{sheet.source}",
+                    run,
+                    every=sheet.poll_every,
+                    jitter=min(10.0, sheet.poll_every / 10),
+                )
+            )
+        return jobs
+
+    def remap(self, raw: MappingABC[str, Any], context: MappingABC[str, Any], ref: str) -> Lead:
+        """A quarantined row mapped again with the sheet's current mapping and words."""
+        path = context.get("mapping")
+        base = load_mapping_cached(Path(path)) if path else Mapping()
+        columns = dict(base.columns)
+        if context.get("status_column"):
+            columns[str(context["status_column"])] = FieldMap(
+                field="status", values=dict(context.get("statuses") or {})
+            )
+        mapping = base.model_copy(update={"columns": columns, "id_column": context["key_column"]})
+        catalogue = context.get("catalogue") or Catalogue.default()
+        return mapping.apply(
+            raw,
+            source=str(context["source"]),
+            ref=ref,
+            catalogue=catalogue,
+            region=context.get("region"),
+        )
 
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         groups["fake"].command("sheets")(fake_sheets)
@@ -31,4 +134,4 @@ def fake_sheets(
 
 plugin: Any = SheetsPlugin()
 
-__all__ = ["SheetsPlugin", "plugin"]
+__all__ = ["SheetsConfig", "SheetsPlugin", "plugin", "poll"]
