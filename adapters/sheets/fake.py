@@ -211,7 +211,15 @@ SAMPLE_ID = "1LeadsyncSampleSheet0000000000000000000000"
 SAMPLE_ROWS: list[list[str]] = [
     ["Sales leads, Q4 (shared with the team)"],  # a title row: the header is row 2
     ["Name", "Phone", "Email", "Status", "Owner", "Notes", "Notes"],
-    ["Siti Aishah", "+60123456789", "siti@example.my", "Baru", "Aminah", "from the expo", "call after 5pm"],
+    [
+        "Siti Aishah",
+        "+60123456789",
+        "siti@example.my",
+        "Baru",
+        "Aminah",
+        "from the expo",
+        "call after 5pm",
+    ],
     ["Nguyễn Văn Hùng", "0912345678", "hung@example.vn", "Đang liên hệ", "Linh"],
     ["Małgorzata Wójcik", "+48 601 234 567", "m.wojcik@example.pl", "Zakwalifikowany"],
     ["", "0612345678", "noname@example.com", "Nowy"],  # a blank first column
