@@ -1,14 +1,13 @@
-"""Google Sheets: the sales team's spreadsheet as a lead source.
+"""Google Sheets: the sales team's spreadsheet as a lead source with a two-way Status
+column.
 
 Each configured worksheet gets a poll job (`sheets.poll.<source>`): one read of the
-whole worksheet, new and edited rows ingested through the pipeline with the cursor, then
-one write of the cells leadsync owns (keys for rows without one, the error column).
+whole worksheet; new and edited rows ingested through the pipeline with the cursor; the
+Status column's changed words handed to the status engine (adapters/sheets/sync.py);
+then one write of the cells leadsync owns (keys for rows without one, the error
+column). A worksheet with a `status_column` is a two-way system named by its `source`:
+statuses decided elsewhere reach it through the outbox (`SheetDestination`).
 `leadsync fake sheets` runs a local emulator of the Sheets v4 values API.
-
-Not built yet: the Status column's two-way sync (a rep's edit going through the status
-engine, a status decided elsewhere written back). Today the Status column is read like
-an import's status column (through the sheet's `statuses` words) and nothing is written
-to it.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ import typer
 from adapters.sheets.client import SheetsClient
 from adapters.sheets.config import SheetConfig, SheetsConfig
 from adapters.sheets.source import SheetSource
-from connector.mapping import FieldMap, Mapping, load_mapping_cached
+from adapters.sheets.sync import SheetDestination, observe_statuses
+from connector.mapping import Mapping, load_mapping_cached
 from connector.model import Lead
 from connector.pipeline import IngestStats, Pipeline
 from connector.ports import Job, Runtime
@@ -44,6 +44,9 @@ def poll(source: SheetSource, pipeline: Pipeline) -> dict[str, int]:
     The write comes after the rows are stored: a key that could not be written is made
     again, the same, at the next poll (it is derived from the row's content)."""
     stats: IngestStats = pipeline.run(source)
+    # Statuses after the rows (a new row's contact must exist to take its status) and
+    # before our writes (a failed write must not keep a rep's edit from the engine).
+    statuses = observe_statuses(pipeline.store, source.config, source.last) if source.last else {}
     issues = None
     if source.config.write_back.error is not None:
         with pipeline.store.reader.connect() as conn:
@@ -51,6 +54,7 @@ def poll(source: SheetSource, pipeline: Pipeline) -> dict[str, int]:
     cells = source.writes(issues)
     written = source.client.write(source.config.spreadsheet_id, cells) if cells else 0
     return {
+        **statuses,
         "rows": stats.rows,
         "created": stats.created,
         "updated": stats.updated,
@@ -98,15 +102,28 @@ class SheetsPlugin:
             )
         return jobs
 
+    def status_systems(self, config: Any) -> list[str]:
+        """Every worksheet with a status column is a two-way system (its `source`)."""
+        found = section(config)
+        return [s.source for s in found.sheets if s.status_column] if found else []
+
+    def destinations(self, runtime: Runtime) -> Sequence[SheetDestination]:
+        config = section(runtime.config)
+        if config is None:
+            return []
+        client = self.client(config, runtime)
+        return [
+            SheetDestination(sheet, client, runtime.store)
+            for sheet in config.sheets
+            if sheet.status_column
+        ]
+
     def remap(self, raw: MappingABC[str, Any], context: MappingABC[str, Any], ref: str) -> Lead:
-        """A quarantined row mapped again with the sheet's current mapping and words."""
+        """A quarantined row mapped again with the sheet's current mapping."""
         path = context.get("mapping")
         base = load_mapping_cached(Path(path)) if path else Mapping()
-        columns = dict(base.columns)
-        if context.get("status_column"):
-            columns[str(context["status_column"])] = FieldMap(
-                field="status", values=dict(context.get("statuses") or {})
-            )
+        ours = set(context.get("ours") or [])
+        columns = {k: v for k, v in base.columns.items() if k not in ours}
         mapping = base.model_copy(update={"columns": columns, "id_column": context["key_column"]})
         catalogue = context.get("catalogue") or Catalogue.default()
         return mapping.apply(

@@ -68,8 +68,7 @@ class SheetSource:
             "region": self.config.region or self.region,
             # What `remap` needs to read a quarantined row again as this sheet does.
             "key_column": self.config.key_column,
-            "status_column": self.config.status_column,
-            "statuses": dict(self.config.statuses),
+            "ours": sorted(self.ours()),
         }
 
     def _values(self) -> list[list[Any]]:
@@ -143,16 +142,17 @@ class SheetSource:
                     f"the header is {table.header}: give a mapping"
                 )
             base = Mapping(columns={c: FieldMap(field=t) for c, t in found.columns.items()})
+        # The status column is not a lead's field: it goes to the status engine
+        # (adapters/sheets/sync.py), read apart from the row's data like our columns.
         columns = {k: v for k, v in base.columns.items() if k not in self.ours()}
-        status = self.config.status_column
-        if status is not None:
-            columns[status] = FieldMap(field="status", values=dict(self.config.statuses))
         return base.model_copy(update={"columns": columns, "id_column": self.config.key_column})
 
     def ours(self) -> set[str]:
-        """Columns leadsync writes: never read as a person's data."""
+        """Columns read apart from a row's data: those leadsync writes, and the status
+        column (synced through the engine; our own writes to it are not edits)."""
         back = self.config.write_back
-        return {c for c in (back.score, back.owner, back.contact_id, back.error) if c}
+        status = self.config.status_column
+        return {c for c in (back.score, back.owner, back.contact_id, back.error, status) if c}
 
     def lead(self, row: Row, mapping: Mapping) -> Lead:
         cells: dict[str, Any] = {k: v for k, v in row.cells.items() if k not in self.ours()}

@@ -6,17 +6,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from adapters.sheets import SheetsPlugin, poll
 from adapters.sheets.client import SheetsClient
 from adapters.sheets.config import SheetsConfig
 from adapters.sheets.fake import SAMPLE_ID, TOKEN, FakeSheets, sample
 from adapters.sheets.source import SheetSource, phone_from_number
+from adapters.sheets.sync import SheetDestination
+from connector.config import SyncConfig
 from connector.pipeline import Pipeline
 from connector.store import Store
 from connector.store import contacts as contact_store
-from connector.store.tables import leads, quarantine
+from connector.store.tables import leads, quarantine, status_history
+from connector.sync import fanout, outbox
+from connector.sync.status import set_by_person
 
 WORDS = {
     "Baru": "New",
@@ -97,14 +101,65 @@ def test_a_poll_where_nothing_changed_reads_once_and_writes_nothing(
     assert fake.calls["read"] == reads + 1 and fake.calls["write"] == writes
 
 
-def test_a_reps_status_edit_reaches_the_store(fake: FakeSheets, store: Store) -> None:
+def siti(store: Store) -> dict[str, object]:
+    return next(c for c in live(store) if c["phone"] == "+60123456789")
+
+
+def test_the_status_column_goes_through_the_engine(fake: FakeSheets, store: Store) -> None:
     config = sheet_config(fake)
-    run_poll(fake, store, config)
+    counts = run_poll(fake, store, config)
+    # Every row's word is seen once; those that are not New change the contact.
+    assert counts["statuses_seen"] == 6 and counts["statuses_changed"] == 3
+    by_name = {c["first_name"]: c["status_name"] for c in live(store)}
+    assert by_name["Małgorzata"] == "Qualified" and by_name["Ahmad"] == "Disqualified"
     fake.edit(SAMPLE_ID, "Leads", "D3", "Zakwalifikowany")  # Siti: Baru -> Qualified
     counts = run_poll(fake, store, config)
-    assert counts["rows"] == 1
-    siti = next(c for c in live(store) if c["phone"] == "+60123456789")
-    assert siti["status_name"] == "Qualified"
+    # The row's data did not change (the status is not part of it): no lead re-read.
+    assert counts["rows"] == 0 and counts["statuses_changed"] == 1
+    assert siti(store)["status_name"] == "Qualified"
+    with store.reader.connect() as conn:
+        last = conn.execute(
+            select(status_history.c.origin, status_history.c.rule)
+            .where(status_history.c.contact_id == siti(store)["id"])
+            .order_by(status_history.c.id.desc())
+        ).first()
+    assert last is not None and last.origin == "sales-sheet"
+    # A word the sheet's map does not know changes nothing and is a field issue.
+    fake.edit(SAMPLE_ID, "Leads", "D3", "Dihubungi")
+    run_poll(fake, store, config)
+    assert siti(store)["status_name"] == "Qualified"
+
+
+def test_a_status_set_elsewhere_is_written_to_the_sheet_and_not_read_back(
+    fake: FakeSheets, store: Store
+) -> None:
+    config = sheet_config(fake)
+    fanout.install(["sales-sheet"], SyncConfig(), store.engine)
+    try:
+        run_poll(fake, store, config)
+        set_by_person(store, int(siti(store)["id"]), "Won", "rep@example.com")
+        client = SheetsClient(config, quota_wait=0.2)
+        destination = SheetDestination(config.sheets[0], client, store)
+        writes = fake.calls["write"]
+        stats = outbox.deliver(store, [destination])
+        assert stats.delivered == 1 and fake.calls["write"] == writes + 1
+        assert fake.values(SAMPLE_ID, "Leads")[2][3] == "Won"
+        # The next poll reads our own word back: dropped as our echo, nothing changes.
+        with store.reader.connect() as conn:
+            before = conn.execute(select(func.count()).select_from(status_history)).scalar()
+        counts = run_poll(fake, store, config)
+        assert counts["statuses_seen"] == 1 and counts["statuses_changed"] == 0
+        with store.reader.connect() as conn:
+            after = conn.execute(select(func.count()).select_from(status_history)).scalar()
+        assert after == before and siti(store)["status_name"] == "Won"
+        # Sorting the sheet between the decision and the delivery still hits the row.
+        set_by_person(store, int(siti(store)["id"]), "Lost", "rep@example.com")
+        fake.sort(SAMPLE_ID, "Leads", "A", header_rows=2, reverse=True)
+        outbox.deliver(store, [destination])
+        row = next(r for r in fake.values(SAMPLE_ID, "Leads") if r and r[0] == "Siti Aishah")
+        assert row[3] == "Lost"
+    finally:
+        fanout.uninstall(store.engine)
 
 
 def test_sorting_and_deleting_rows_loses_nothing_and_makes_no_one_new(
