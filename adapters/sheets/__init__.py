@@ -52,7 +52,8 @@ def poll(source: SheetSource, pipeline: Pipeline) -> dict[str, int]:
         with pipeline.store.reader.connect() as conn:
             issues = open_by_record(conn, source.name)
     cells = source.writes(issues)
-    written = source.client.write(source.config.spreadsheet_id, cells) if cells else 0
+    sheet = source.config
+    written = source.client.write(sheet.spreadsheet_id, sheet.worksheet, cells) if cells else 0
     return {
         **statuses,
         "rows": stats.rows,
@@ -133,6 +134,12 @@ class SheetsPlugin:
             catalogue=catalogue,
             region=context.get("region"),
         )
+
+    def demo_live(self) -> Any:
+        """The Sheets emulator with the sample sales sheet, for `leadsync demo`."""
+        from adapters.sheets.demo import SheetsDemo
+
+        return SheetsDemo()
 
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         groups["fake"].command("sheets")(fake_sheets)

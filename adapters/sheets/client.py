@@ -121,14 +121,13 @@ class SheetsClient:
         values = body.get("values", [])  # a blank sheet has no `values` (§J)
         return [list(row) for row in values]
 
-    def write(self, spreadsheet_id: str, cells: Sequence[tuple[str, str]]) -> int:
-        """Cells (A1 range, text) in one batchUpdate, RAW so our text stays text."""
+    def write(self, spreadsheet_id: str, worksheet: str, cells: Sequence[Cell]) -> int:
+        """Cells (column letter, row number, text) in one batchUpdate, RAW so our text
+        stays text. Runs of rows in one column go as one range: 50,000 new keys are one
+        range of 50,000 values, not 50,000 ranges (Google suggests bodies under 2 MB)."""
         if not cells:
             return 0
-        body = {
-            "valueInputOption": "RAW",
-            "data": [{"range": where, "values": [[text]]} for where, text in cells],
-        }
+        body = {"valueInputOption": "RAW", "data": ranges(worksheet, cells)}
         result = self.gc.http_client.values_batch_update(spreadsheet_id, body)
         return int(result.get("totalUpdatedCells", 0))
 
@@ -141,8 +140,32 @@ def a1_title(title: str) -> str:
     return "'" + title.replace("'", "''") + "'"
 
 
-def cell(title: str, column: str, row: int) -> str:
-    return f"{a1_title(title)}!{column}{row}"
+Cell = tuple[str, int, str]
+"""A cell to write: column letter, 1-based row number, text."""
+
+
+def ranges(worksheet: str, cells: Sequence[Cell]) -> list[dict[str, Any]]:
+    """ValueRanges for `cells`: consecutive rows of one column merged (the last value
+    given for a cell wins)."""
+    by_column: dict[str, dict[int, str]] = {}
+    for column, row, text in cells:
+        by_column.setdefault(column, {})[row] = text
+    title = a1_title(worksheet)
+    data: list[dict[str, Any]] = []
+    for column, rows in sorted(by_column.items()):
+        numbers = sorted(rows)
+        start = 0
+        for i in range(1, len(numbers) + 1):
+            if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
+                first, last = numbers[start], numbers[i - 1]
+                data.append(
+                    {
+                        "range": f"{title}!{column}{first}:{column}{last}",
+                        "values": [[rows[n]] for n in numbers[start:i]],
+                    }
+                )
+                start = i
+    return data
 
 
 def _credentials(config: SheetsConfig) -> tuple[str, Callable[[], str]]:
@@ -172,4 +195,4 @@ def _credentials(config: SheetsConfig) -> tuple[str, Callable[[], str]]:
     return str(info.get("client_email", "the service account")), fresh
 
 
-__all__ = ["SheetsClient", "a1_title", "cell"]
+__all__ = ["Cell", "SheetsClient", "a1_title", "ranges"]

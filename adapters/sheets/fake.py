@@ -48,6 +48,8 @@ class FakeSheets:
         self.drive = Drive(clock)
         self.drive.quota.per_user, self.drive.quota.per_project = per_user, per_project
         self.calls: Counter[str] = Counter()
+        self.bytes_sent = 0
+        """Bytes of the JSON bodies answered (what a poll costs on the wire)."""
         self._faults: list[tuple[str, SheetsError]] = []
         self._lock = threading.Lock()
         self._server = ThreadedServer(Api(self).app(), "fake-sheets")
@@ -88,9 +90,10 @@ class FakeSheets:
                     return error
         return None
 
-    def count(self, kind: str, request: Request) -> None:
+    def count(self, kind: str, request: Request, size: int) -> None:
         with self._lock:
             self.calls[kind] += 1
+            self.bytes_sent += size
 
     # -- control: Google -------------------------------------------------------------------
     def fail_next(self, kind: str = "any", code: int = 429, times: int = 1) -> None:

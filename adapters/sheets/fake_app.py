@@ -83,10 +83,11 @@ class Api:
                 book = fake.drive.open(request.path_params["sid"], user)
                 request.state.body = await _json(request) if request.method != "GET" else None
                 result = handler(request, book)
-            fake.count(kind, request)
-            return JSONResponse(result)
+            response = JSONResponse(result)
+            fake.count(kind, request, len(response.body))
+            return response
         except SheetsError as err:
-            fake.count(f"error {err.code}", request)
+            fake.count(f"error {err.code}", request, 0)
             return JSONResponse(err.body(), status_code=err.code)
         except Exception as exc:  # the emulator's own bug: loud, never a silent 200
             return JSONResponse(

@@ -21,7 +21,7 @@ from typing import Any
 
 import phonenumbers
 
-from adapters.sheets.client import SheetsClient, cell
+from adapters.sheets.client import Cell, SheetsClient
 from adapters.sheets.config import SheetConfig
 from adapters.sheets.table import Row, Table, read_table
 from connector.infer import infer
@@ -46,7 +46,7 @@ class SheetSource:
     catalogue: Catalogue = field(default_factory=Catalogue.default)
     region: str | None = None
     last: Table | None = None
-    _pending: list[tuple[str, str]] = field(default_factory=list)
+    _pending: list[Cell] = field(default_factory=list)
     name: str = field(init=False)
     """The source name stored with the leads (the sheet's `source`)."""
 
@@ -99,8 +99,7 @@ class SheetSource:
         letters = {h: table.column_of(h) for h in table.added}
         if table.rows:  # name the columns leadsync adds, on the header row
             for header, letter in letters.items():
-                where = cell(self.config.worksheet, str(letter), self.config.header_row)
-                self._pending.append((where, header))
+                self._pending.append((str(letter), self.config.header_row, header))
         for row in table.rows:
             digest = row.digest()
             digests[row.key] = digest
@@ -111,8 +110,8 @@ class SheetSource:
             leads.append(self.lead(row, mapping))
         yield Batch(leads, {"rows": digests})
 
-    def writes(self, issues: Mapping_[str, list[str]] | None = None) -> list[tuple[str, str]]:
-        """The cells to write back after the batch is stored (A1 range, text): keys and
+    def writes(self, issues: Mapping_[str, list[str]] | None = None) -> list[Cell]:
+        """The cells to write back after the batch is stored: keys and
         column names leadsync added, and, with the store's open `issues` by row key,
         each row's error cell where it differs from what the sheet shows."""
         cells = list(self._pending)
@@ -125,7 +124,7 @@ class SheetSource:
         for row in table.rows:
             text = "; ".join(issues.get(row.key, []))
             if text != row.ours.get(column, ""):
-                cells.append((cell(self.config.worksheet, letter, row.number), text))
+                cells.append((letter, row.number, text))
         return cells
 
     def mapping(self, table: Table) -> Mapping:
@@ -180,7 +179,7 @@ class SheetSource:
     def _write(self, table: Table, header: str, row: Row, text: str) -> None:
         letter = table.column_of(header)
         assert letter is not None  # read_table adds the key column; ours are in `ours()`
-        self._pending.append((cell(self.config.worksheet, letter, row.number), text))
+        self._pending.append((letter, row.number, text))
 
 
 def phone_from_number(digits: str, region: str | None, header: str) -> tuple[str, Problem | None]:

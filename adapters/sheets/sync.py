@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, select
 
-from adapters.sheets.client import SheetsClient, cell
+from adapters.sheets.client import Cell, SheetsClient
 from adapters.sheets.config import SheetConfig
 from adapters.sheets.table import Table, read_table
 from connector.ports import Delivered, DeliveryResult, OutboxRow, Retry, StatusObservation
@@ -55,7 +55,8 @@ def observe_statuses(store: Store, sheet: SheetConfig, table: Table) -> dict[str
         return {}
     now = datetime.now(UTC)
     with store.engine.begin() as conn:
-        seen: dict[str, str] = load_cursor(conn, sheet.source, status_stream(sheet)) or {}
+        stored = load_cursor(conn, sheet.source, status_stream(sheet))
+        seen: dict[str, str] = stored.get("statuses", {}) if isinstance(stored, dict) else {}
         current = {row.key: row.ours.get(column, "") for row in table.rows}
         changed = [
             StatusObservation(
@@ -71,7 +72,7 @@ def observe_statuses(store: Store, sheet: SheetConfig, table: Table) -> dict[str
         _link_new(conn, sheet.source, [k for k in current if k not in seen], now)
         decisions = observe(conn, changed, vocabulary(sheet), now) if changed else []
         if changed:
-            save_cursor(conn, sheet.source, status_stream(sheet), current, now)
+            save_cursor(conn, sheet.source, status_stream(sheet), {"statuses": current}, now)
     accepted = sum(1 for d in decisions if d.changed)
     return {"statuses_seen": len(changed), "statuses_changed": accepted}
 
@@ -111,7 +112,7 @@ class SheetDestination:
         letter = table.column_of(column)
         assert letter is not None
         where = {row.key: row.number for row in table.rows}
-        cells: list[tuple[str, str]] = []
+        cells: list[Cell] = []
         written: list[tuple[int, str, str]] = []
         for r in wanted:
             word = self.vocabulary.to_external(str(r.payload["status"]))
@@ -121,10 +122,10 @@ class SheetDestination:
                 number = where.get(key)
                 if number is None:
                     continue  # the row was deleted: the contact stays in the store
-                cells.append((cell(self.sheet.worksheet, letter, number), word))
+                cells.append((letter, number, word))
                 written.append((r.contact_id, key, word))
         if cells:
-            self.client.write(self.sheet.spreadsheet_id, cells)
+            self.client.write(self.sheet.spreadsheet_id, self.sheet.worksheet, cells)
             now = datetime.now(UTC)
             with self.store.engine.begin() as conn:
                 for contact_id, key, word in written:
