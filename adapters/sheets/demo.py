@@ -21,7 +21,7 @@ WORDS = {
 }
 
 # (seconds into the demo, cell, word): Siti is qualified, Nguyễn is lost.
-EDITS = [(6.0, "D3", "Layak"), (12.0, "D4", "Lost")]
+EDITS = [(3.0, "D3", "Layak"), (8.0, "D4", "Lost")]
 
 
 class SheetsDemo:

@@ -181,3 +181,16 @@ def test_typed_text_is_read_as_the_ui_reads_it() -> None:
     assert user_entered("2024-01-05").kind == "date"  # type: ignore[union-attr]
     assert user_entered("12%").value == pytest.approx(0.12)  # type: ignore[union-attr]
     assert user_entered("Baru").value == "Baru"  # type: ignore[union-attr]
+
+
+def test_writes_of_consecutive_rows_go_as_one_range() -> None:
+    from adapters.sheets.client import ranges
+
+    data = ranges(
+        "Leads", [("H", 5, "c"), ("H", 3, "a"), ("H", 4, "b"), ("H", 9, "z"), ("I", 3, "")]
+    )
+    assert data == [
+        {"range": "'Leads'!H3:H5", "values": [["a"], ["b"], ["c"]]},
+        {"range": "'Leads'!H9:H9", "values": [["z"]]},
+        {"range": "'Leads'!I3:I3", "values": [[""]]},
+    ]
