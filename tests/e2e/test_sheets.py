@@ -245,3 +245,64 @@ def test_a_number_that_reads_as_two_phones_is_a_field_issue_not_a_guess() -> Non
         pytest.skip("no double reading among the candidates in this phonenumbers release")
     _, problem = phone_from_number(digits, "US", "Phone")
     assert problem is not None and problem.kind == "field" and problem.field == "Phone"
+
+
+def pending_for(store: Store, destination: str) -> list[dict[str, object]]:
+    from connector.store.tables import outbox as outbox_table
+
+    with store.reader.connect() as conn:
+        rows = conn.execute(
+            select(outbox_table.c.kind, outbox_table.c.payload, outbox_table.c.contact_id)
+            .where(outbox_table.c.destination == destination)
+            .order_by(outbox_table.c.id)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def test_a_reps_edit_reaches_the_other_system_and_two_edits_in_one_interval_are_one(
+    fake: FakeSheets, store: Store
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from connector.ports import StatusObservation
+    from connector.sync.status import observe
+    from connector.sync.vocabulary import Vocabulary
+
+    config = sheet_config(fake)
+    fanout.install(["sales-sheet", "crm"], SyncConfig(), store.engine)
+    try:
+        run_poll(fake, store, config)
+        contact = int(siti(store)["id"])
+        before = [r for r in pending_for(store, "crm") if r["kind"] == "status"]
+        # Two reps edit Siti's status between two polls: the sheet keeps the last word,
+        # so the engine sees one change, and the other system gets one write.
+        fake.edit(SAMPLE_ID, "Leads", "D3", "Zakwalifikowany")
+        fake.edit(SAMPLE_ID, "Leads", "D3", "Won")
+        counts = run_poll(fake, store, config)
+        assert counts["statuses_changed"] == 1
+        pushed = [r for r in pending_for(store, "crm") if r["kind"] == "status"][len(before) :]
+        assert [(r["contact_id"], r["payload"]["status"]) for r in pushed] == [(contact, "Won")]  # type: ignore[index]
+        # The CRM changed it earlier than the sheet's poll saw Won: newest wins, so the
+        # CRM's older value is refused (and recorded), the store stays Won.
+        crm = Vocabulary(statuses={"LOST": "Lost"})
+        with store.engine.begin() as conn:
+            from connector.sync import links
+
+            links.link(conn, "crm", "hs-1", contact)
+            [decision] = observe(
+                conn,
+                [
+                    StatusObservation(
+                        system="crm",
+                        external_id="hs-1",
+                        value="LOST",
+                        changed_at=datetime.now(UTC) - timedelta(hours=1),
+                        by_person=True,
+                    )
+                ],
+                crm,
+                datetime.now(UTC),
+            )
+        assert not decision.changed and siti(store)["status_name"] == "Won"
+    finally:
+        fanout.uninstall(store.engine)
