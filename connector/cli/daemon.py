@@ -43,6 +43,10 @@ def run_daemon(
         logs.configure(1)  # the daemon logs at INFO: counts and ids, nothing personal
     app_state = state(ctx)
     config = app_state.config()
+    from connector.sync import fanout
+
+    # Status changes and new contacts fan out to the connected two-way systems.
+    fanout.connect(config)
     store = open_store(
         app_state.store_url or config.store.url,
         config.catalogue(),
@@ -132,7 +136,7 @@ def _short_stream(stream: str) -> str:
 def readable_cursor(value: Any, now: Any) -> tuple[str, str]:
     """What a cursor means, by kind of source: a time-windowed source (`until`, epoch
     seconds) has read up to a moment and is that far behind now; a file has been read
-    up to a row."""
+    up to a row; a sheet remembers the rows (or the statuses) it has seen, by key."""
     from datetime import UTC, datetime
 
     if isinstance(value, dict) and isinstance(value.get("until"), int | float):
@@ -142,6 +146,9 @@ def readable_cursor(value: Any, now: Any) -> tuple[str, str]:
         return until.strftime("%Y-%m-%d %H:%M:%S UTC") + note, behind
     if isinstance(value, dict) and "row" in value:
         return f"row {value['row']}", "-"
+    for kind in ("rows", "statuses"):
+        if isinstance(value, dict) and isinstance(value.get(kind), dict):
+            return f"{len(value[kind])} {kind} seen", "-"
     return json.dumps(value, default=str)[:60], "-"
 
 

@@ -89,6 +89,7 @@ def _file(
                 "resolved_at": None,
                 "kind": FIELD,
                 "contact_id": contact_of.get(record.source_id),
+                "source_id": record.source_id,
             }
     if not candidates:
         return 0
@@ -176,3 +177,24 @@ def open_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
         }
         for q in rows
     ]
+
+
+def open_by_record(store_conn: Connection, source: str) -> dict[str, list[str]]:
+    """Open entries of `source` (whole records and single values) by the record's source
+    id, as `field: reason` lines: what a source that can show it back (a sheet's error
+    column) tells the person who keeps the record."""
+    rows = store_conn.execute(
+        select(quarantine.c.source_id, quarantine.c.field, quarantine.c.reason)
+        .where(
+            quarantine.c.source == source,
+            quarantine.c.resolved_at.is_(None),
+            quarantine.c.source_id.is_not(None),
+        )
+        .order_by(quarantine.c.id)
+    )
+    found: dict[str, list[str]] = {}
+    for source_id, field, reason in rows:
+        line = reason if reason.startswith(f"{field}:") else f"{field}: {reason}"
+        if line not in found.setdefault(source_id, []):
+            found[source_id].append(line)
+    return found

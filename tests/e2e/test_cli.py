@@ -284,6 +284,9 @@ def test_db_upgrade_and_demo(tmp_path: Path) -> None:
         ).scalar_one()  # fmt: skip
     engine.dispose()
     assert by_source["customers-csv"] >= 20 and by_source["facebook"] >= 50
+    # The sales sheet was read (one John Smith has nothing that identifies him) and keyed.
+    assert by_source["sales-sheet"] == 5
+    assert "sheet rows given a leadsync id: 6" in text
     assert hooks >= 2
     assert f"leads by source: customers-csv {by_source['customers-csv']}" in text
     assert f"--store sqlite:///{tmp_path / 'demo' / 'demo.db'} status" in text

@@ -86,6 +86,8 @@ def test_cursors_read_as_times_or_rows() -> None:
     read, behind = readable_cursor({"until": now.timestamp() - 900}, now)
     assert read == "2026-12-01 11:45:00 UTC" and behind == "15m"
     assert readable_cursor({"sha256": "ab", "row": 35}, now) == ("row 35", "-")
+    assert readable_cursor({"rows": {"ls-1": "ab", "ls-2": "cd"}}, now) == ("2 rows seen", "-")
+    assert readable_cursor({"statuses": {"ls-1": "Baru"}}, now) == ("1 statuses seen", "-")
 
 
 def test_meta_style_match_keys_are_read_and_unknown_keys_refused(tmp_path: Path) -> None:
