@@ -361,6 +361,7 @@ from connector.cli import (  # noqa: E402
     outbox,
     quarantine,
     setup,
+    views,
 )
 
 __all__ = [
@@ -384,4 +385,5 @@ __all__ = [
     "quarantine",
     "setup",
     "state",
+    "views",
 ]
