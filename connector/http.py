@@ -34,7 +34,10 @@ Sleep = Callable[[float], None]
 @dataclass(frozen=True, slots=True)
 class RateLimited:
     """The API throttled us: pause `scope` (an account, an app, one endpoint family)
-    for the wait the response names (headers), else `default_wait` seconds."""
+    for the wait the response names (headers), else `default_wait` seconds.
+
+    A scope may name a family ("page"): the call's own member of it ("page:123", one
+    of the scopes the call waits on) is paused, so one table serves every Page."""
 
     scope: str
     default_wait: float = 10.0
@@ -168,6 +171,14 @@ class Hooks:
     call: Callable[[str], None] = lambda adapter: None
     error: Callable[[str, str], None] = lambda adapter, code: None
     throttled: Callable[[str, float], None] = lambda adapter, seconds: None
+
+
+def member(scope: str, names: Sequence[str]) -> str:
+    """The scope a throttle pauses: `scope` itself, or the call's member of the family
+    it names ("page" -> "page:123" when the call waits on "page:123")."""
+    if scope in names:
+        return scope
+    return next((n for n in names if n.startswith(scope + ":")), scope)
 
 
 class HttpError(RuntimeError):
@@ -336,12 +347,13 @@ class HttpClient:
         if isinstance(action, RateLimited):
             wait = self.table.wait(response)
             wait = action.default_wait if wait is None else wait
-            self.scope(action.scope).pause(wait)
+            scope = member(action.scope, names)
+            self.scope(scope).pause(wait)
             raise ThrottledError(
                 message,
-                scope=action.scope,
+                scope=scope,
                 wait=wait,
-                action=f"wait: {action.scope} is throttled for {wait:.0f}s",
+                action=f"wait: {scope} is throttled for {wait:.0f}s",
                 **kw,
             )
         if isinstance(action, Fail):

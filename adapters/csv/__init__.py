@@ -11,11 +11,20 @@ import typer
 from rich.console import Console
 
 from adapters.csv.source import CsvSource, swallowed_rows
-from connector.mapping import load_mapping, load_mapping_cached
-from connector.model import Lead
-from connector.pipeline import Pipeline
-from connector.statuses import Catalogue
-from connector.store import Store
+from connector.sdk import (
+    Catalogue,
+    Lead,
+    Pipeline,
+    SourceCase,
+    Store,
+    err,
+    load_mapping,
+    load_mapping_cached,
+    out,
+    print_stats,
+    progress_bar,
+    state,
+)
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -46,6 +55,12 @@ class CsvPlugin:
             lead.problems.append(swallowing)
         return lead
 
+    def contract_source(self, workdir: Path) -> SourceCase:
+        """The contract suite's case: a growing CSV file (adapters/csv/contract.py)."""
+        from adapters.csv.contract import CsvCase
+
+        return CsvCase(workdir)
+
     def demo(self, store: Store, workdir: Path, console: Console) -> None:
         """Import the bundled messy sample, then a copy of it: the copy is read row by row
         (another file, so no cursor skips it) and must change nothing."""
@@ -63,8 +78,6 @@ class CsvPlugin:
             return found
 
         stats = Pipeline(store, workers=0).run(source(SAMPLES / "leads.csv"))
-        from connector.cli import print_stats
-
         print_stats(stats, "CSV import (bundled sample: MY, PL, VN, US)", False)
         copy = workdir / "leads (copy).csv"
         shutil.copyfile(SAMPLES / "leads.csv", copy)
@@ -98,8 +111,6 @@ def import_csv(
     workers: int | None = typer.Option(None, help="Normalising processes (default: one per core)."),
 ) -> None:
     """Import existing customers or leads from CSV through a mapping."""
-    from connector.cli import print_stats, progress_bar, state
-
     app_state = state(ctx)
     if mapping is None:
         loaded = _infer_mapping(app_state, files[0], encoding, delimiter, dry_run, as_json)
@@ -144,7 +155,6 @@ def _infer_mapping(
     """The inferred mapping, shown first (on stderr with --json, so the JSON stays
     clean); None with --dry-run, which stops once the mapping is shown."""
     from adapters.csv.draft import describe, inferred
-    from connector.cli import err, out
 
     catalogue = app_state.config().catalogue()
     found, loaded = inferred(file, catalogue, encoding, delimiter)

@@ -10,10 +10,16 @@ from pathlib import Path
 import typer
 
 from adapters.csv.source import detect_delimiter, detect_encoding
-from connector.infer import Inference, draft, infer, refusal
-from connector.mapping import FieldMap, Mapping
-from connector.ports import SourceError
-from connector.statuses import Catalogue
+from connector.sdk import (
+    Catalogue,
+    FieldMap,
+    Inference,
+    Mapping,
+    SourceError,
+    draft,
+    infer,
+    refusal,
+)
 
 SAMPLE_ROWS = 500  # enough to see a file's status words, cheap on any file
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from connector.ports import SourceError
+from connector.sdk import SourceError
 
 SAMPLE = 1 << 20  # bytes looked at to detect encoding, delimiter and line ends
 FIELD_LIMIT = 131_072

@@ -41,10 +41,7 @@ from adapters.csv.records import (
     find_records,
     is_legacy,
 )
-from connector.mapping import Mapping
-from connector.model import Lead, Problem
-from connector.ports import Batch, SourceError
-from connector.statuses import Catalogue
+from connector.sdk import Batch, Catalogue, Lead, Mapping, Problem, SourceError
 
 log = structlog.get_logger(__name__)
 

@@ -20,14 +20,25 @@ from adapters.facebook.config import FacebookConfig
 from adapters.facebook.leads import DEFAULT_MAPPING, to_lead
 from adapters.facebook.source import RETENTION_DAYS, FacebookSource, Form
 from adapters.facebook.webhook import DRAIN_JOB, drain, fetch_pool, routes
-from connector.logs import describe
-from connector.mapping import load_mapping_cached
-from connector.model import Lead
-from connector.pipeline import IngestStats, Pipeline
-from connector.ports import Batch, Job, Runtime, SourceError
-from connector.runtime import health
-from connector.statuses import Catalogue
-from connector.store import Store
+from connector.sdk import (
+    Batch,
+    Catalogue,
+    IngestStats,
+    Job,
+    Lead,
+    Pipeline,
+    Runtime,
+    SourceCase,
+    SourceError,
+    Store,
+    describe,
+    err,
+    load_mapping_cached,
+    print_stats,
+    read_health,
+    report_health,
+    state,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +81,7 @@ class FacebookPlugin:
 
         def poll(rt: Runtime) -> None:
             source = self.source(rt, config)
-            source.restore({row["source"]: row for row in health.read(rt.store)})
+            source.restore({row["source"]: row for row in read_health(rt.store)})
             pipeline = Pipeline(rt.store, default_region=region)
             # One form at a time: a form whose leads cannot be stored fails alone (its
             # cursor stays, so none of its leads is skipped), and the forms after it
@@ -109,6 +120,13 @@ class FacebookPlugin:
     def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
         config = section(runtime.config)
         return routes(runtime, config) if config is not None else []
+
+    def contract_source(self, workdir: Path) -> SourceCase:
+        """The contract suite's case: the Graph API emulator with a Page of six leads
+        (adapters/facebook/contract.py)."""
+        from adapters.facebook.contract import FacebookCase
+
+        return FacebookCase()
 
     def demo_live(self) -> Any:
         """The Graph API emulator with a Page of messy leads, for `leadsync demo`."""
@@ -196,8 +214,6 @@ def backfill_facebook(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Read the lead forms' history once. Stop it and run it again: it continues."""
-    from connector.cli import err, print_stats, state
-
     app_state = state(ctx)
     config = app_state.config()
     fb = section(config)
@@ -223,7 +239,7 @@ def backfill_facebook(
             # locked"). What would have been reported is shown at the end instead.
             held.append((name, st, reason))
             return
-        health.report(store, name, st, reason, **kw)
+        report_health(store, name, st, reason, **kw)
 
     source = FacebookSource(fb, store.catalogue, report=report)
     source.check()
@@ -253,8 +269,6 @@ def _run_backfill(
     store: Store, job: Backfill, config: Any, dry_run: bool, as_json: bool
 ) -> IngestStats:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from connector.cli import err
 
     pipeline_args: dict[str, Any] = {
         "default_region": getattr(config, "default_region", None),

@@ -85,6 +85,13 @@ class FacebookConfig(BaseModel):
         True, description="Fetch each ad set's targeting interests once and keep them."
     )
     timeout: float = Field(30, gt=0, description="Seconds before a Graph API call times out.")
+    app_usage_limit: float = Field(
+        95,
+        gt=0,
+        le=100,
+        description="Pause every Page of the app when any X-App-Usage metric reaches this "
+        "percentage (Meta throttles the whole app at 100 with code 4).",
+    )
     webhook_path: str = Field(
         "/webhooks/facebook", description="Path of the leadgen webhook on the daemon's server."
     )

@@ -723,10 +723,14 @@ class FakeGraph:
     def throttle(
         self, scope_id: str, seconds: float, *, code: int = 80005, regain_minutes: int = 1
     ) -> None:
+        """Throttle a Page or business id for `seconds`; `scope_id` "app" throttles the
+        whole app (every token, every Page: pass code 4 or 17; X-App-Usage shows 100)."""
         with self.lock:
             self.throttles[scope_id] = (self.clock() + seconds, code, regain_minutes)
 
     def set_budget(self, scope_id: str, calls_per_hour: int) -> None:
+        """Calls per rolling hour of a Page or business ("app": of the whole app, shown
+        in X-App-Usage, code 4 past it)."""
         with self.lock:
             self.budgets[scope_id] = calls_per_hour
 
@@ -932,13 +936,24 @@ class FakeGraph:
                     "ads_api_access_tier": "standard_access",
                 }
             ]
+        # The app-level limit (reference §D: code 4, X-App-Usage) over every call.
+        app_window = self.usage["app"]
+        app_window.append(now)
+        while app_window and app_window[0] <= now - 3600:
+            app_window.popleft()
         total = self.total_calls()
+        app_budget = self.budgets.get("app")
+        app_pct = min(100, len(app_window) * 100 // app_budget) if app_budget else None
+        app_until, app_code, _ = self.throttles.get("app", (0.0, 0, 0))
+        if app_until > now or (app_budget and len(app_window) > app_budget):
+            app_pct = 100
+            error = (app_code if app_until > now else 4, 0)  # the app's limit comes first
         headers = {
             "X-App-Usage": json.dumps(
                 {
-                    "call_count": min(100, total // 2000),
-                    "total_cputime": min(100, total // 4000),
-                    "total_time": min(100, total // 4000),
+                    "call_count": min(100, total // 2000) if app_pct is None else app_pct,
+                    "total_cputime": min(100, total // 4000) if app_pct is None else app_pct // 2,
+                    "total_time": min(100, total // 4000) if app_pct is None else app_pct // 2,
                 }
             )
         }
@@ -1027,7 +1042,8 @@ class FakeGraph:
                 if op not in FILTER_OPS:
                     raise param_error(f"Filtering operator {op} is invalid for field time_created.")
                 try:
-                    bounds[op] = float(rule.get("value"))
+                    value: Any = rule.get("value")
+                    bounds[op] = float(value)
                 except (TypeError, ValueError) as exc:
                     raise param_error("Filtering value must be a unix timestamp.") from exc
         try:
@@ -1137,8 +1153,8 @@ class FakeGraph:
             status, body = err.status, json.dumps(err.body())
             headers = {**headers, **err.headers}
         except Exception as exc:  # a bug in the fake: answer like Graph's code 1, keep serving
-            err = GraphError(1, f"An unknown error occurred ({exc!r})", status=500, transient=True)
-            status, body = err.status, json.dumps(err.body())
+            bug = GraphError(1, f"An unknown error occurred ({exc!r})", status=500, transient=True)
+            status, body = bug.status, json.dumps(bug.body())
         if self.faults.latency:
             time.sleep(self.faults.latency)
         return status, headers, body.encode() if isinstance(body, str) else body
@@ -1445,7 +1461,9 @@ class _Handler(BaseHTTPRequestHandler):
             params.update(
                 urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
             )
-        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+        address = self.server.server_address
+        port = address[1] if isinstance(address, tuple) else 0
+        host = self.headers.get("Host") or f"127.0.0.1:{port}"
         self_url = f"http://{host}{prefix}/" + "/".join(parts)
         status, headers, body = self.graph.handle_graph(method, parts, params, self_url)
         self._send(status, body, headers)

@@ -13,9 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.mapping import FieldMap, Mapping, mark_test_lead
-from connector.model import Lead, Problem
-from connector.statuses import Catalogue
+from connector.sdk import Catalogue, FieldMap, Lead, Mapping, Problem, mark_test_lead
 
 # The Graph lead fields the source asks for: the answers plus the ad context.
 LEAD_FIELDS = (

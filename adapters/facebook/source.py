@@ -14,8 +14,10 @@ bound stops moving and only a finished window counts (correct, just less resumab
 Backfill reads a fixed range once, with a cursor per (range, form).
 
 Throttling pauses the Page it happened on for the time Meta announces (persisted in
-source health, so every replica and the next run respect it); other Pages go on. Token
-and permission errors mark the Page failing with what to do, and are not retried.
+source health, so every replica and the next run respect it); other Pages go on. An
+app-level throttle (codes 4, 17, X-App-Usage at the limit) pauses every Page: they all
+share the app's one Graph client and its "app" scope. Token and permission errors
+mark the Page failing with what to do, and are not retried.
 """
 
 from __future__ import annotations
@@ -32,13 +34,26 @@ from typing import Any
 import structlog
 
 from adapters.facebook.config import FacebookConfig, PageConfig
-from adapters.facebook.graph import Action, Graph, GraphError, backoff_after
+from adapters.facebook.graph import (
+    APP,
+    Action,
+    Graph,
+    GraphClient,
+    GraphError,
+    backoff_after,
+    page_scope,
+)
 from adapters.facebook.leads import DEFAULT_MAPPING, LEAD_FIELDS, to_lead
-from connector.mapping import Mapping, load_mapping
-from connector.model import Lead
-from connector.ports import Batch, Health, SourceError
-from connector.runtime.metrics import THROTTLED_SECONDS
-from connector.statuses import Catalogue
+from connector.sdk import (
+    THROTTLED_SECONDS,
+    Batch,
+    Catalogue,
+    Health,
+    Lead,
+    Mapping,
+    SourceError,
+    load_mapping,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -75,16 +90,19 @@ class FacebookSource:
     report: Reporter | None = None
     batch_size: int = 1000
     graph_factory: Callable[[str], Graph] | None = None
-    _graphs: dict[str, Graph] = field(default_factory=dict)
+    """Tests: a Graph double per token instead of calls over HTTP."""
+    _client: GraphClient | None = None
+    _graphs: dict[tuple[str, str], Graph] = field(default_factory=dict)
     _forms: dict[str, Form] = field(default_factory=dict)
     _discovered_at: float = 0.0
     _mappings: dict[Path, Mapping] = field(default_factory=dict)
     _interests: dict[str, list[str]] = field(default_factory=dict)
     pages: dict[str, PageState] = field(default_factory=dict)
+    name: str = field(init=False)
+    """The source name stored with every lead (`facebook.source`)."""
 
-    @property
-    def name(self) -> str:
-        return self.config.source
+    def __post_init__(self) -> None:
+        self.name = self.config.source
 
     # -- Graph clients --------------------------------------------------------------
 
@@ -103,25 +121,36 @@ class FacebookSource:
                 "system_user_token: give one of them"
             )
         token = secret.get_secret_value()
-        if token not in self._graphs:
-            factory = self.graph_factory or self._new_graph
-            self._graphs[token] = factory(token)
-        return self._graphs[token]
+        key = (page_id, token)
+        if key not in self._graphs:
+            if self.graph_factory is not None:
+                self._graphs[key] = self.graph_factory(token)
+            else:
+                self._graphs[key] = Graph(
+                    self.client, token, self.config.app_secret.get_secret_value(), page_id
+                )
+        return self._graphs[key]
 
-    def _new_graph(self, token: str) -> Graph:
-        return Graph(
-            base_url=self.config.graph_url,
-            api_version=self.config.api_version,
-            app_id=self.config.app_id,
-            app_secret=self.config.app_secret.get_secret_value(),
-            token=token,
-            timeout=self.config.timeout,
-        )
+    @property
+    def client(self) -> GraphClient:
+        """The app's one Graph client: its session and its "app" scope are shared by
+        every Page, so an app-level throttle holds all of them."""
+        if self._client is None:
+            self._client = GraphClient(
+                self.config.graph_url,
+                self.config.api_version,
+                timeout=self.config.timeout,
+                app_usage_limit=self.config.app_usage_limit,
+                stopping=self.stopping,
+            )
+        return self._client
 
     @property
     def calls(self) -> int:
-        """Graph calls made by this source object so far."""
-        return sum(g.calls for g in self._graphs.values())
+        """Graph calls made by this source object so far (retries included)."""
+        if self._client is not None:
+            return self._client.calls
+        return sum({id(g): g.calls for g in self._graphs.values()}.values())
 
     # -- health ---------------------------------------------------------------------
 
@@ -138,15 +167,34 @@ class FacebookSource:
             self.report(f"{self.name}:{page_id}", state, reason, until=when)
 
     def trouble(self, page_id: str, error: GraphError) -> None:
-        """Pause or fail a Page after an error that retrying now will not fix."""
+        """Pause or fail a Page after an error that retrying now will not fix. An
+        app-level throttle pauses every Page of the app, a Page-level one that Page."""
         state = self.state(page_id)
         if error.action is Action.THROTTLED:
             state.throttles += 1
             wait = error.retry_after or backoff_after(state.throttles)
-            state.paused_until = self.clock() + wait
+            app = error.scope == APP
+            if self._client is not None:
+                # The client's scope waits as long as the Pages do (never shorter), so
+                # the first call after the pause is not refused by a leftover one.
+                scope = self._client.scope(APP if app else page_scope(page_id))
+                wait = max(wait, scope.paused_for())
+                scope.pause(wait)
+            until = self.clock() + wait
             THROTTLED_SECONDS.labels("facebook").inc(wait)
-            log.warning("facebook.throttled", page=page_id, code=error.code, pause_s=round(wait))
-            self._tell(page_id, "paused", error.advice, state.paused_until)
+            held = [p.id for p in self.config.pages] if app else [page_id]
+            log.warning(
+                "facebook.throttled",
+                page=page_id,
+                code=error.code,
+                scope="app" if app else "page",
+                pages=len(held),
+                pause_s=round(wait),
+            )
+            for held_id in held:
+                paused = self.state(held_id)
+                paused.paused_until = max(paused.paused_until, until)
+                self._tell(held_id, "paused", error.advice, paused.paused_until)
         elif error.action in (Action.TOKEN, Action.PERMISSION):
             state.failing = error.advice
             log.warning("facebook.page_failing", page=page_id, code=error.code)

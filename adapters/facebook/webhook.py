@@ -29,13 +29,16 @@ from starlette.routing import Route
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.graph import Action, GraphError
 from adapters.facebook.source import FacebookSource, Form
-from connector.logs import describe
-from connector.model import Lead
-from connector.pipeline import IngestStats, Pipeline
-from connector.ports import Runtime
-from connector.runtime import inbox
-from connector.runtime.metrics import WEBHOOKS
-from connector.runtime.server import RateLimitedWarning
+from connector.sdk import (
+    WEBHOOKS,
+    IngestStats,
+    Lead,
+    Pipeline,
+    RateLimitedWarning,
+    Runtime,
+    describe,
+    inbox,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -212,7 +212,7 @@ class FakeHubSpot:
             return contact
 
     def control_create(self, email: str, **properties: str) -> dict[str, Any]:
-        return self.add_contact(email, **properties).json([*sorted(properties), "email"])
+        return self.add_contact(email, None, **properties).json([*sorted(properties), "email"])
 
     def control_change(self, id: str, name: str, value: str) -> dict[str, Any]:
         return self.change(int(id), name, value).json([name, "lastmodifieddate"])

@@ -1,7 +1,7 @@
 """The Facebook source without HTTP: lead mapping, the error table, cursors.
 
-The end-to-end tests (tests/e2e/test_facebook.py) drive the same code through the SDK
-against the Graph API emulator over loopback."""
+The end-to-end tests (tests/e2e/test_facebook.py) drive the same code through
+connector/http.py against the Graph API emulator over loopback."""
 
 from __future__ import annotations
 

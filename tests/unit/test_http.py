@@ -288,3 +288,18 @@ def test_over_loopback_a_throttled_search_is_waited_out_in_its_scope() -> None:
         with pytest.raises(HttpError) as caught:
             client.request("POST", path, json={"limit": 1, "sorting": []}, scope="search")
         assert caught.value.code == "VALIDATION_ERROR" and caught.value.status == 400
+
+
+@responses.activate
+def test_a_throttle_of_a_scope_family_pauses_only_the_calls_member() -> None:
+    # One table for every Page: "page" names the family, the call names its member.
+    t = FakeTime()
+    table = ErrorTable(statuses={429: RateLimited("page", default_wait=600.0)})
+    responses.get(f"{BASE}/x", status=429)
+    scopes = {n: Scope(n, clock=t.clock, sleep=t.sleep) for n in ("page:1", "page:2")}
+    client = HttpClient("test", BASE, table, scopes=scopes, sleep=t.sleep)
+    with pytest.raises(ThrottledError) as caught:
+        client.request("GET", "/x", scope=["app", "page:1"])
+    assert caught.value.scope == "page:1"
+    assert client.scope("page:1").paused_for() == pytest.approx(600)
+    assert client.scope("page:2").paused_for() == 0 and client.scope("app").paused_for() == 0

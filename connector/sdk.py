@@ -1,0 +1,188 @@
+"""The adapter SDK: the one module an adapter imports from the core.
+
+An adapter (a package under adapters/, found through the `leadsync.adapters` entry
+points) may use exactly what this module exports, and nothing else of `connector`:
+
+- ports: what an adapter implements (`LeadSource`, `Destination`, `Plugin`, `Job`,
+  `LiveDemo`) and what it is given (`Runtime`, `Batch`, `OutboxRow`, delivery results);
+- models: `Lead`, `Problem`, the status `Catalogue`, the `Store` handle;
+- mapping: `Mapping`, `FieldMap`, `load_mapping`, the header inference for drafts;
+- the pipeline entry points: `Pipeline` (ingest a source or records), `IngestStats`;
+- http: the shared HTTP layer (`HttpClient`, `ErrorTable`, `Scope`, actions, errors)
+  and `metrics_hooks()` that count its calls into the daemon's metrics;
+- webhooks: the durable `inbox` a handler stores deliveries in, `RateLimitedWarning`;
+- health: `report_health` / `read_health` (`leadsync status`, pauses across replicas);
+- CLI output: `state`, `out`, `err`, `print_stats`, `progress_bar`;
+- test helpers: `SourceCase`, what a plugin's `contract_source(workdir)` returns so the
+  contract suite (tests/contract/) runs its checks on the adapter with no list to keep
+  (a two-way system will offer `contract_status(workdir)` the same way: see there).
+
+Everything else (cli internals, store tables, runtime internals) may change without
+notice; a test (tests/unit/test_sdk.py) fails when an adapter reaches past this module.
+Two-way systems (`StatusSystem`, vocabulary, links) join this list with the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from connector.cli import err, out, print_stats, progress_bar, state
+from connector.http import (
+    IGNORE,
+    RETRY,
+    Action,
+    ErrorTable,
+    Fail,
+    Hooks,
+    HttpClient,
+    HttpError,
+    RateLimited,
+    Scope,
+    ThrottledError,
+    TransientError,
+    retry_after,
+)
+from connector.infer import Inference, draft, infer, refusal
+from connector.logs import describe
+from connector.mapping import FieldMap, Mapping, load_mapping, load_mapping_cached, mark_test_lead
+from connector.model import Lead, Problem
+from connector.pipeline import IngestStats, Pipeline
+from connector.ports import (
+    Batch,
+    Delivered,
+    DeliveryResult,
+    Destination,
+    Failed,
+    Health,
+    Job,
+    LeadSource,
+    LiveDemo,
+    OutboxRow,
+    Plugin,
+    Retry,
+    Runtime,
+    SourceError,
+)
+from connector.runtime import inbox
+from connector.runtime.health import read as read_health
+from connector.runtime.health import report as report_health
+from connector.runtime.metrics import API_CALLS, API_ERRORS, THROTTLED_SECONDS, WEBHOOKS
+from connector.runtime.server import RateLimitedWarning
+from connector.statuses import Catalogue
+from connector.store import Store, open_store
+
+
+def metrics_hooks() -> Hooks:
+    """`Hooks` for an `HttpClient` that count calls, errors (by code) and throttled
+    seconds into the daemon's prometheus metrics, labelled by adapter name only."""
+    return Hooks(
+        call=lambda adapter: API_CALLS.labels(adapter).inc(),
+        error=lambda adapter, code: API_ERRORS.labels(adapter, code).inc(),
+        throttled=lambda adapter, seconds: THROTTLED_SECONDS.labels(adapter).inc(seconds),
+    )
+
+
+@runtime_checkable
+class SourceCase(Protocol):
+    """A lead source with data in it, made by the adapter for the contract suite.
+
+    A plugin offers one through `contract_source(workdir: Path) -> SourceCase`; the
+    suite (tests/contract/test_sources.py) finds it through the entry points and runs
+    the same checks on every adapter, on SQLite and PostgreSQL. The case starts with
+    six records in one stream."""
+
+    config_model: type[BaseModel]
+    """The adapter's config model: every field must carry a description."""
+    lag_records: int
+    """How many already-read records a read from a returned cursor may yield again
+    (the records inside the source's lag window; 0 for an exact cursor)."""
+
+    def source(self, store: Store) -> LeadSource:
+        """A fresh source object over the case's data (as a new run would make it)."""
+
+    def broken(self, store: Store) -> tuple[LeadSource, str]:
+        """A source with bad credentials (or a missing file) and a phrase its
+        `check()` error must contain (what a person should do)."""
+
+    def add(self, n: int) -> None:
+        """Add `n` new records to the stream (newer than every record so far)."""
+
+    def order(self, cursor: Any) -> Any:
+        """A comparable value of a cursor: a later cursor orders higher."""
+
+    def throttle(self) -> Callable[[], int] | None:
+        """Make the API throttle the next calls (as it really does: Meta's HTTP 400
+        with a throttle code, a 429, ...) and return a function counting the throttled
+        answers served so far; None when the source has no remote API."""
+
+    def lift(self) -> None:
+        """End the throttle `throttle` started (the API answers again)."""
+
+    def close(self) -> None:
+        """Stop what the case started (an emulator)."""
+
+
+__all__ = [
+    "API_CALLS",
+    "API_ERRORS",
+    "IGNORE",
+    "RETRY",
+    "THROTTLED_SECONDS",
+    "WEBHOOKS",
+    "Action",
+    "Batch",
+    "Catalogue",
+    "Delivered",
+    "DeliveryResult",
+    "Destination",
+    "ErrorTable",
+    "Fail",
+    "Failed",
+    "FieldMap",
+    "Health",
+    "Hooks",
+    "HttpClient",
+    "HttpError",
+    "Inference",
+    "IngestStats",
+    "Job",
+    "Lead",
+    "LeadSource",
+    "LiveDemo",
+    "Mapping",
+    "OutboxRow",
+    "Pipeline",
+    "Plugin",
+    "Problem",
+    "RateLimited",
+    "RateLimitedWarning",
+    "Retry",
+    "Runtime",
+    "Scope",
+    "SourceCase",
+    "SourceError",
+    "Store",
+    "ThrottledError",
+    "TransientError",
+    "describe",
+    "draft",
+    "err",
+    "inbox",
+    "infer",
+    "load_mapping",
+    "load_mapping_cached",
+    "mark_test_lead",
+    "metrics_hooks",
+    "open_store",
+    "out",
+    "print_stats",
+    "progress_bar",
+    "read_health",
+    "refusal",
+    "report_health",
+    "retry_after",
+    "state",
+]
