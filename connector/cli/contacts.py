@@ -121,10 +121,12 @@ def contacts_show(
     out.print(table)
     out.print("identities: " + ", ".join(i["key"] for i in data["identities"]))
     history = Table(title="status history")
-    for column in ("at", "from", "to", "origin", "actor"):
+    for column in ("at", "from", "to", "origin", "actor", "rule"):
         history.add_column(column)
     for h in data["status_history"]:
-        history.add_row(h["at"], h["from"] or "", h["to"], h["origin"], h["actor"] or "")
+        to = h["to"] if h["accepted"] else f"{h['to']} (refused)"
+        rule = h["rule"] or ""
+        history.add_row(h["at"], h["from"] or "", to, h["origin"], h["actor"] or "", rule)
     out.print(history)
     leads = Table(title="leads")
     for column in ("source", "ref", "source id", "received"):
@@ -254,8 +256,10 @@ def contacts_set_status(
         False, "--dry-run", help="With --where: show the count and a sample, change nothing."
     ),
 ) -> None:
-    """Move a contact to a status, as a person (any status is allowed); with --where,
-    every contact of a filter, after showing how many and a sample."""
+    """Move a contact to a status, as a person: any status, except one a connected
+    system is authoritative for (sync.authoritative); the change goes to every
+    connected two-way system. With --where, every contact of a filter, after showing
+    how many and a sample."""
     if where is not None or dry_run:
         if where is None or len(targets) != 1:
             raise ValueError("bulk edit: contacts set-status --where EXPR STATUS [--dry-run]")
@@ -264,9 +268,19 @@ def contacts_set_status(
     if len(targets) != 2 or not targets[0].isdigit():
         raise ValueError("give CONTACT_ID STATUS (or --where EXPR STATUS)")
     contact_id, status = int(targets[0]), targets[1]
+    from connector.sync import status as engine
+
     store = state(ctx).store()
-    live = contact_store.set_status(store, contact_id, status, actor)
-    out.print(f"contact {live} is now {store.catalogue.resolve(status).name}")
+    decision = engine.set_by_person(store, contact_id, status, actor)
+    name = store.catalogue.resolve(status).name
+    if not decision.accepted:
+        owner = decision.rule.removeprefix("authoritative:")
+        out.print(
+            f"[red]refused[/]: contact {decision.contact_id} stays {decision.previous}; "
+            f"{owner} decides {name} (sync.authoritative): change it there"
+        )
+        raise typer.Exit(1)
+    out.print(f"contact {decision.contact_id} is now {name}")
 
 
 # -- segments: lists, counts, exports and bulk edits by filter ------------------------
@@ -369,13 +383,15 @@ def contacts_export(
 def _set_status_many(store: Store, ids: Iterable[int], status: str, actor: str | None) -> int:
     """Move every contact of `ids` to `status` as a person; how many were moved.
 
-    The one place bulk status edits go through: today one `set_status` per contact
-    (its own transaction, retried on a lost race); the two-way engine takes it over
-    when it lands, so its rules and outbound effects apply to bulk edits too."""
+    The one place bulk status edits go through: one decision of the two-way engine per
+    contact (its own transaction), so the rules (an authoritative system's statuses
+    stay its own), the history and the fan-out to connected systems apply to bulk edits
+    as to one. Refused contacts are not counted."""
+    from connector.sync import status as engine
+
     moved = 0
     for contact_id in ids:
-        contact_store.set_status(store, contact_id, status, actor)
-        moved += 1
+        moved += 1 if engine.set_by_person(store, contact_id, status, actor).accepted else 0
     return moved
 
 
@@ -425,3 +441,22 @@ def _show_timeline(data: dict[str, Any], kinds: str, as_json: bool) -> None:
     for item in items:
         table.add_row(item["at"] or "", item["kind"], item["what"])
     out.print(table)
+
+
+@GROUPS["contacts"].command("why")
+def contacts_why(
+    ctx: typer.Context,
+    contact_id: int = typer.Argument(help="Contact id."),
+    as_json: bool = typer.Option(False, "--json", help="The explanation as JSON."),
+) -> None:
+    """Why a contact has its status: the decision that set it, and what was refused
+    since, from the status history."""
+    from connector.sync.why import explain
+
+    store = state(ctx).store(existing=True)
+    found = explain(store, contact_id)
+    if as_json:
+        print_json(found)
+        return
+    for line in found["lines"]:
+        out.print(line)
