@@ -216,3 +216,40 @@ def test_the_cli_plans_pushes_and_shows_status(
     [status] = cli("audiences", "status", "--json")
     assert status["sent_members"] == 12 and status["last_batches"][0]["received"] == 12
     assert cli("audiences", "plan", "--json")[0]["calls"] == 0
+
+
+def test_the_database_delta_equals_the_full_walk_after_random_churn(
+    graph: FakeGraph, store: Store
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from connector.store.tables import contacts
+
+    ids = people(store, 40)
+    push, _ = pusher(graph, store)
+    config = push.audiences.sets[0]
+    push.push(config)
+    rng = random.Random(4)
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    for cid in rng.sample(ids, 12):
+        what = rng.choice(["email", "phone", "lost", "none"])
+        if what == "lost":
+            contact_store.set_status(store, cid, "Lost", "rep")
+            continue
+        values: dict[str, Any] = {"updated_at": later}  # "none": touched, same keys
+        if what == "email":
+            values["email"] = f"new{cid}@example.com"
+        elif what == "phone":
+            values["phone"] = f"+6019{cid:07d}"
+        with store.engine.begin() as conn:
+            conn.execute(update(contacts).where(contacts.c.id == cid).values(**values))
+    people(store, 3, start=900)
+
+    def kinds(full: bool) -> list[tuple[str, int, str]]:
+        return sorted((k, c, h) for k, c, h, _ in sync.changes(store, config.name, config, full))
+
+    assert kinds(False) == kinds(True) and kinds(True)
+    push.push(config)
+    assert kinds(True) == [] and kinds(False) == []
