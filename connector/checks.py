@@ -10,6 +10,7 @@ resolve in this deployment's catalogue, and the catalogue itself builds.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,67 @@ def daemon_problems(config: Any, jobs: Sequence[Job]) -> list[Problem]:
     for loc, path in _mapping_refs(config, ()):
         found.extend(mapping_problems(path, catalogue, loc))
     found.extend(schedule_problems(getattr(config, "schedules", None) or {}, jobs))
+    found.extend(segment_problems(config, catalogue))
+    return found
+
+
+def segment_problems(config: Any, catalogue: Catalogue) -> list[Problem]:
+    """Views and segments whose filter names a status, field or value that means nothing
+    in this deployment (the grammar was checked when the YAML was read)."""
+    from datetime import UTC, datetime
+
+    from connector.segments import Segment, SegmentError
+
+    found = []
+    for section in ("segments", "views"):
+        for index, item in enumerate(getattr(config, section, None) or []):
+            try:
+                Segment.of(item.where, catalogue, datetime.now(UTC))
+            except SegmentError as exc:
+                found.append(Problem((section, index, "where"), f"{exc} in `{item.where}`"))
+    return found
+
+
+# Status names that are not stages of a funnel (Callio's "common mistakes"): activities,
+# owners, categories. Each pattern with where that information belongs instead.
+_ACTIVITY = re.compile(
+    r"\b(call(ed|s)?|e-?mail(ed|s)?|sms|texted|messaged|voicemail|no answer|not reached|"
+    r"\d+ times?|g[oọ]i|kh[oô]ng tr[aả] l[oờ]i|dzwon\w*|telefon\w*|hubungi)\b"
+    r"|^(email|call|gọi điện thoại)\s*\d+$",
+    re.IGNORECASE,
+)
+_OWNER = re.compile(r"\w+['’]s\b|\b(của|leads of|list of)\b", re.IGNORECASE)
+_CATEGORY = re.compile(r"\b(19|20)\d{2}\b")
+
+
+def status_warnings(config: Any) -> list[Problem]:
+    """Custom or renamed statuses that look like activities ("Called 3 times"), owners
+    ("Kevin's leads") or categories ("CES 2017"): a status should mark a meaningful step
+    of the funnel, and these belong in views, the owner field and custom fields."""
+    statuses = getattr(config, "statuses", None)
+    if statuses is None:
+        return []
+    named: list[tuple[Loc, str]] = [
+        (("statuses", "custom", i, "name"), s.name) for i, s in enumerate(statuses.custom)
+    ]
+    named += [(("statuses", "rename", k), v) for k, v in statuses.rename.items()]
+    found = []
+    for loc, name in named:
+        if _ACTIVITY.search(name):
+            advice = (
+                "records an activity: the timeline keeps calls and messages; make a view "
+                "instead (e.g. `last_activity > 7d and status = Reach`)"
+            )
+        elif _OWNER.search(name):
+            advice = "names an owner: set the contact's owner and use a view `owner = NAME`"
+        elif _CATEGORY.search(name):
+            advice = (
+                "names a category or event: keep it in a custom field (`event = 'CES 2017'`) "
+                "and filter a view by it"
+            )
+        else:
+            continue
+        found.append(Problem(loc, f"status `{name}` {advice}"))
     return found
 
 
@@ -141,7 +203,16 @@ def require(config: Any, jobs: Sequence[Job], path: Path | str | None) -> None:
         raise ConfigError(render(problems, Path(path) if path else None))
 
 
-__all__ = ["Problem", "daemon_problems", "did_you_mean", "mapping_schema", "render", "require"]
+__all__ = [
+    "Problem",
+    "daemon_problems",
+    "did_you_mean",
+    "mapping_schema",
+    "render",
+    "require",
+    "segment_problems",
+    "status_warnings",
+]
 
 
 def mapping_schema() -> dict[str, Any]:

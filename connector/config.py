@@ -225,6 +225,78 @@ class OutboxConfig(BaseModel):
     batch: int = Field(100, ge=1, le=10000, description="Rows handed to a destination at once.")
 
 
+def _checked_where(value: str) -> str:
+    """The expression's grammar, checked where the YAML is read (names and status words
+    are checked against the catalogue by connector/checks.py, which knows it)."""
+    from connector.segments.grammar import SegmentError, parse
+
+    try:
+        parse(value)
+    except SegmentError as exc:
+        raise ValueError(f"{exc} in `{value}`") from None
+    return value
+
+
+class SegmentConfig(BaseModel):
+    """A named filter over contacts, in the segment language (README: "Segments and
+    views"); audiences (next) are built from segments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="How commands and other rules name it.")
+    where: str = Field(
+        description="The filter, e.g. `status >= Qualified and source = facebook and "
+        "score >= 70`; errors name the column."
+    )
+    description: str | None = Field(None, description="What it is for, for people.")
+
+    @field_validator("where")
+    @classmethod
+    def _grammar(cls, value: str) -> str:
+        return _checked_where(value)
+
+
+class ViewConfig(SegmentConfig):
+    """A saved view (Callio's smart views, InStream's lists): a filter with its sort and
+    columns, for `leadsync contacts list --view NAME` and `contacts export --view`."""
+
+    sort: str | None = Field(
+        None, description="Sort keys, `-` for descending: e.g. `-score,status,created`."
+    )
+    columns: list[str] | None = Field(
+        None, description="Columns shown and exported (default: id, name, email, ...)."
+    )
+
+    @field_validator("sort")
+    @classmethod
+    def _sort(cls, value: str | None) -> str | None:
+        from connector.segments.query import check_sort
+
+        check_sort(value)
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: list[str] | None) -> list[str] | None:
+        from connector.segments.query import check_columns
+
+        if value is not None:
+            check_columns(value)
+        return value
+
+
+S = TypeVar("S", bound=SegmentConfig)
+
+
+def _unique_names(items: list[S]) -> list[S]:
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ValueError(f"`{item.name}` is named twice")
+        seen.add(item.name)
+    return items
+
+
 class SyncConfig(BaseModel):
     """Two-way status sync (connector.sync.status): how conflicting changes from
     connected systems, sources and people are decided. The defaults: the newest change
@@ -283,8 +355,34 @@ class LeadsyncConfig(BaseModel):
         "`leadsync status` lists them): when it runs, instead of its adapter's default.",
     )
 
+    segments: list[SegmentConfig] = Field(
+        default_factory=list,
+        description="Named filters over contacts (`name`, `where`), for rules and audiences.",
+    )
+    views: list[ViewConfig] = Field(
+        default_factory=list,
+        description="Saved views (`name`, `where`, `sort`, `columns`): `leadsync views list`, "
+        "`contacts list --view NAME`, `contacts export --view NAME`.",
+    )
+
+    @field_validator("segments", "views")
+    @classmethod
+    def _named_once(cls, value: list[S]) -> list[S]:
+        return _unique_names(value)
+
     def catalogue(self) -> Catalogue:
         return self.statuses.catalogue()
+
+    def view(self, name: str) -> ViewConfig:
+        """The view called `name` (a segment of that name also serves, unsorted)."""
+        for view in self.views:
+            if view.name == name:
+                return view
+        for segment in self.segments:
+            if segment.name == name:
+                return ViewConfig(name=segment.name, where=segment.where)
+        known = ", ".join(v.name for v in [*self.views, *self.segments]) or "none configured"
+        raise LookupError(f"no view or segment is called `{name}` (known: {known})")
 
 
 @cache

@@ -16,6 +16,7 @@ import structlog
 import typer
 from starlette.routing import BaseRoute
 
+from adapters.facebook import audience_jobs
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.leads import DEFAULT_MAPPING, to_lead
 from adapters.facebook.source import RETENTION_DAYS, FacebookSource, Form
@@ -115,6 +116,7 @@ class FacebookPlugin:
             Job("facebook.poll", poll, every=config.poll_every, jitter=jitter),
             # Deliveries wake this job at once; the interval only sweeps up leftovers.
             Job(DRAIN_JOB, webhooks, every=30.0),
+            *audience_jobs.jobs(runtime, config),
         ]
 
     def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
@@ -137,6 +139,7 @@ class FacebookPlugin:
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         groups["backfill"].command("facebook")(backfill_facebook)
         groups["fake"].command("facebook")(fake_facebook)
+        audience_jobs.register(groups)
 
     def remap(self, raw: MappingABC[str, Any], context: MappingABC[str, Any], ref: str) -> Lead:
         form_mappings = context.get("form_mappings") or {}

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from adapters.facebook.audience_config import AudiencesConfig
+
 
 class PageConfig(BaseModel):
     """One Facebook Page whose lead forms are read."""
@@ -94,4 +96,9 @@ class FacebookConfig(BaseModel):
     )
     webhook_path: str = Field(
         "/webhooks/facebook", description="Path of the leadgen webhook on the daemon's server."
+    )
+    audiences: AudiencesConfig | None = Field(
+        None,
+        description="Custom audiences kept in sync with segments (needs system_user_token "
+        "with ads_management on the ad account).",
     )

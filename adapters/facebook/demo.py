@@ -44,6 +44,10 @@ class FacebookDemo:
         self.world = build_demo_world(self.fake, pages=1, forms=2, leads=30, seed=seed)
         self.rng = random.Random(seed)
         self.sent = 0
+        # Custom audiences: an ad account of the Page's business, a System User token.
+        business = self.fake.objects[self.world["pages"][0]["id"]]["business_id"]
+        self.ads_token = self.fake.add_system_user_token(business)
+        self.account = self.fake.audiences.add_account("100200300")
 
     def section(self) -> tuple[str, dict[str, Any]]:
         """The config section the demo's daemon runs with."""
@@ -57,6 +61,24 @@ class FacebookDemo:
             "region": "MY",
             "poll_every": 15,
             "lag": 60,
+            "system_user_token": self.ads_token,
+            "audiences": {
+                "ad_account_id": self.account,
+                "push_every": 10,
+                "sets": [
+                    {
+                        "name": "Qualified and won (seed)",
+                        "where": "status in (Qualified, Won)",
+                        "lookalike": {"countries": ["MY"], "ratio": 0.01},
+                    },
+                    {
+                        "name": "Disqualified (exclusion)",
+                        "where": "status = Disqualified",
+                        "exclusion": True,
+                    },
+                    {"name": "Lost (remarketing)", "where": "status = Lost"},
+                ],
+            },
         }
 
     def start(self, server_url: str) -> None:
@@ -82,6 +104,21 @@ class FacebookDemo:
             f"{self.sent} (deliveries: "
             + (", ".join(f"{v} {k}" for k, v in hooks.items()) or "none")
             + ")",
+            *self.audience_lines(),
+        ]
+
+    def audience_lines(self) -> list[str]:
+        found = [
+            f"{a.name}: {len(a.members)} members"
+            for a in self.fake.audiences.audiences.values()
+            if a.subtype == "CUSTOM"
+        ]
+        calls = self.fake.audiences.calls
+        return [
+            "custom audiences on the emulator: "
+            + ("; ".join(found) or "none yet")
+            + f" (member uploads {calls.get('POST users', 0)}, removals "
+            f"{calls.get('DELETE users', 0)})"
         ]
 
     def stop(self) -> None:

@@ -48,6 +48,9 @@ GROUPS: dict[str, typer.Typer] = {
     "fake": typer.Typer(help="Local emulators of the external APIs.", no_args_is_help=True),
     "backfill": typer.Typer(help="Read a source's history once.", no_args_is_help=True),
     "mapping": typer.Typer(help="Mapping files: a first draft from a file.", no_args_is_help=True),
+    "audiences": typer.Typer(
+        help="Custom audiences on the ad platform: plan, push, status.", no_args_is_help=True
+    ),
 }
 for _name, _group in GROUPS.items():
     app.add_typer(_group, name=_name)
@@ -365,6 +368,7 @@ from connector.cli import (  # noqa: E402
     outbox,
     quarantine,
     setup,
+    views,
 )
 
 __all__ = [
@@ -388,4 +392,5 @@ __all__ = [
     "quarantine",
     "setup",
     "state",
+    "views",
 ]

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
 import typer.main
 from rich.table import Table
 
+from connector import normalize, segments
 from connector.cli import (
     GROUPS,
     contacts_table,
+    err,
     out,
     print_json,
     state,
 )
+from connector.segments import Segment, check_columns, check_sort, export
+from connector.store import Store
 from connector.store import contacts as contact_store
 
 # -- contacts ---------------------------------------------------------------------------
@@ -28,8 +35,19 @@ def contacts_list(
     limit: int = typer.Option(50, help="At most this many."),
     offset: int = typer.Option(0, help="Skip this many."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one contact each."),
+    view: str | None = typer.Option(None, "--view", help="A saved view (config `views:`)."),
+    where: str | None = typer.Option(
+        None, "--where", help="A filter: 'status >= Qualified and score >= 70'."
+    ),
+    sort: str | None = typer.Option(None, "--sort", help="e.g. status,-score,created,name"),
+    columns: str | None = typer.Option(None, "--columns", help="e.g. id,name,owner,custom.budget"),
 ) -> None:
-    """Live contacts, newest first."""
+    """Live contacts, newest first; or those of a view or filter, sorted and paged."""
+    if view or where or sort or columns:
+        if status:
+            raise ValueError("--status is for plain lists: write it in --where (status = X)")
+        _list_segment(ctx, view, where, sort, columns, limit, offset, as_json)
+        return
     store = state(ctx).store(existing=True)
     status_id = store.catalogue.resolve(status).id if status else None
     total, rows = contact_store.list_contacts(store, status_id, limit, offset)
@@ -79,9 +97,15 @@ def contacts_show(
     ctx: typer.Context,
     contact_id: int = typer.Argument(help="Contact id (an absorbed id shows its survivor)."),
     as_json: bool = typer.Option(False, "--json"),
+    kind: str | None = typer.Option(
+        None, "--kind", help="Only the timeline, of these kinds: visit,message,status,form,note"
+    ),
 ) -> None:
     """Attributes, identities, status history, leads and timeline of one contact."""
     data = contact_store.show_contact(state(ctx).store(existing=True), contact_id)
+    if kind is not None:
+        _show_timeline(data, kind, as_json)
+        return
     if as_json:
         print_json(data)
         return
@@ -221,13 +245,29 @@ def contacts_duplicates_dismiss(
 @GROUPS["contacts"].command("set-status")
 def contacts_set_status(
     ctx: typer.Context,
-    contact_id: int = typer.Argument(help="Contact id."),
-    status: str = typer.Argument(help="Status name or id."),
+    targets: list[str] = typer.Argument(
+        metavar="[CONTACT_ID] STATUS", help="Contact id and status; only STATUS with --where."
+    ),
     actor: str | None = typer.Option(None, help="Who moves it (kept in the history)."),
+    where: str | None = typer.Option(
+        None, "--where", help="Move every contact of this filter (bulk edit)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="With --where: show the count and a sample, change nothing."
+    ),
 ) -> None:
     """Move a contact to a status, as a person: any status, except one a connected
-    system is authoritative for (sync.authoritative). The change goes to every
-    connected two-way system."""
+    system is authoritative for (sync.authoritative); the change goes to every
+    connected two-way system. With --where, every contact of a filter, after showing
+    how many and a sample."""
+    if where is not None or dry_run:
+        if where is None or len(targets) != 1:
+            raise ValueError("bulk edit: contacts set-status --where EXPR STATUS [--dry-run]")
+        _set_status_where(ctx, where, targets[0], actor, dry_run)
+        return
+    if len(targets) != 2 or not targets[0].isdigit():
+        raise ValueError("give CONTACT_ID STATUS (or --where EXPR STATUS)")
+    contact_id, status = int(targets[0]), targets[1]
     from connector.sync import status as engine
 
     store = state(ctx).store()
@@ -241,6 +281,166 @@ def contacts_set_status(
         )
         raise typer.Exit(1)
     out.print(f"contact {decision.contact_id} is now {name}")
+
+
+# -- segments: lists, counts, exports and bulk edits by filter ------------------------
+
+
+def _segment(
+    ctx: typer.Context, store: Store, view: str | None, where: str | None
+) -> tuple[Segment, str | None, list[str] | None]:
+    """The filter of `--view` or `--where` (not both), with the view's sort and columns."""
+    if view and where:
+        raise ValueError("give --view or --where, not both")
+    if view:
+        chosen = state(ctx).config().view(view)
+        return Segment.of(chosen.where, store.catalogue), chosen.sort, chosen.columns
+    return Segment.of(where, store.catalogue), None, None
+
+
+def _list_segment(
+    ctx: typer.Context,
+    view: str | None,
+    where: str | None,
+    sort: str | None,
+    columns: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    store = state(ctx).store(existing=True)
+    segment, view_sort, view_columns = _segment(ctx, store, view, where)
+    order = check_sort(sort or view_sort)
+    shown = check_columns(columns or view_columns)
+    rows = segments.page(store, segment, order, shown, limit, offset)
+    if as_json:
+        for row in rows:
+            print_json(row)
+        return
+    total = segments.count(store, segment)
+    first = offset + 1 if rows else offset
+    table = Table(title=f"{total} contacts ({first}-{offset + len(rows)} shown)")
+    for column in shown:
+        table.add_column(column, overflow="fold", no_wrap=column in ("id", "phone"))
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in shown))
+    out.print(table)
+
+
+@GROUPS["contacts"].command("count")
+def contacts_count(
+    ctx: typer.Context,
+    view: str | None = typer.Option(None, "--view", help="A saved view (config `views:`)."),
+    where: str | None = typer.Option(None, "--where", help="A filter expression."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"count": N}.'),
+) -> None:
+    """How many live contacts a view or filter holds (all of them without either)."""
+    store = state(ctx).store(existing=True)
+    segment, _, _ = _segment(ctx, store, view, where)
+    found = segments.count(store, segment)
+    if as_json:
+        print_json({"count": found})
+    else:
+        out.print(str(found))
+
+
+@GROUPS["contacts"].command("export")
+def contacts_export(
+    ctx: typer.Context,
+    view: str | None = typer.Option(None, "--view", help="A saved view (config `views:`)."),
+    where: str | None = typer.Option(None, "--where", help="A filter expression."),
+    fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
+    hashed: bool = typer.Option(
+        False, "--hashed", help="Meta match keys (SHA-256) instead of raw values."
+    ),
+    sort: str | None = typer.Option(None, "--sort", help="e.g. -score,created"),
+    columns: str | None = typer.Option(None, "--columns", help="e.g. id,name,email,custom.budget"),
+) -> None:
+    """Stream a view's or filter's contacts to CSV or JSON lines (flat memory however
+    many match): for a sales team, or with --hashed for a manual audience upload."""
+    if fmt not in ("csv", "jsonl"):
+        raise ValueError(f"--format is csv or jsonl, not {fmt}")
+    if hashed and columns:
+        raise ValueError("--hashed writes Meta's match key columns; leave out --columns")
+    store = state(ctx).store(existing=True)
+    segment, view_sort, view_columns = _segment(ctx, store, view, where)
+    order = check_sort(sort or view_sort)
+    if hashed:
+        header = list(normalize.MATCH_KEY_NAMES)
+        rows: Iterator[dict[str, Any]] = export.hashed_rows(store, segment, order)
+    else:
+        header = check_columns(columns or view_columns)
+        rows = segments.stream(store, segment, order, header)
+    if output is None:
+        written = export.write(rows, header, fmt, sys.stdout)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as fh:
+            written = export.write(rows, header, fmt, fh)
+    err.print(f"{written} contacts exported" + (f" to {output}" if output else ""))
+
+
+def _set_status_many(store: Store, ids: Iterable[int], status: str, actor: str | None) -> int:
+    """Move every contact of `ids` to `status` as a person; how many were moved.
+
+    The one place bulk status edits go through: one decision of the two-way engine per
+    contact (its own transaction), so the rules (an authoritative system's statuses
+    stay its own), the history and the fan-out to connected systems apply to bulk edits
+    as to one. Refused contacts are not counted."""
+    from connector.sync import status as engine
+
+    moved = 0
+    for contact_id in ids:
+        moved += 1 if engine.set_by_person(store, contact_id, status, actor).accepted else 0
+    return moved
+
+
+# Contacts shown before a bulk edit, so a person sees who is about to change.
+SAMPLE = 10
+
+
+def _set_status_where(
+    ctx: typer.Context, where: str, status: str, actor: str | None, dry_run: bool
+) -> None:
+    store = state(ctx).store(existing=dry_run)
+    target = store.catalogue.resolve(status)
+    segment = Segment.of(where, store.catalogue)
+    found = segments.count(store, segment)
+    sample = segments.page(store, segment, [], ["id", "name", "status", "owner"], SAMPLE)
+    table = Table(title=f"{found} contacts would move to {target.name}")
+    for column in ("id", "name", "status", "owner"):
+        table.add_column(column)
+    for row in sample:
+        table.add_row(
+            *("" if row[c] is None else str(row[c]) for c in ("id", "name", "status", "owner"))
+        )
+    out.print(table)
+    if found > len(sample):
+        out.print(f"... and {found - len(sample)} more")
+    if dry_run:
+        out.print("dry run: nothing changed")
+        return
+    # The ids are read first, in full: moving contacts while streaming the filter
+    # would change what the filter selects under the cursor.
+    moved = _set_status_many(store, list(segments.query.ids(store, segment)), target.name, actor)
+    out.print(f"{moved} contacts moved to {target.name}")
+
+
+def _show_timeline(data: dict[str, Any], kinds: str, as_json: bool) -> None:
+    """One contact's timeline, only the kinds asked for (Callio's activity filter):
+    interactions by their kind, `status` for status changes, `form` for leads."""
+    wanted = {k.strip() for k in kinds.split(",") if k.strip()}
+    items = export.timeline(data, wanted)
+    if as_json:
+        for item in items:
+            print_json(item)
+        return
+    table = Table(title=f"contact {data['id']}: {', '.join(sorted(wanted))}")
+    for column in ("at", "kind", "what"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        table.add_row(item["at"] or "", item["kind"], item["what"])
+    out.print(table)
 
 
 @GROUPS["contacts"].command("why")

@@ -58,6 +58,9 @@ def config_validate(
         return
     config = validate_file(path, config_model())
     _daemon_would_accept(config, path)
+    warnings = checks.status_warnings(config)
+    if warnings:
+        err.print(f"warning: {checks.render(warnings, path)}", highlight=False, soft_wrap=True)
     out.print(f"{path}: valid config")
 
 

@@ -371,6 +371,35 @@ outbox = Table(
     ),
 )
 
+# -- custom audiences: what was last sent to each audience (adapters/facebook/audiences) --
+
+audience_members = Table(
+    "audience_members",
+    metadata,
+    Column("audience", String(256), primary_key=True),
+    Column("contact_id", Integer, primary_key=True),
+    # The hashed match keys as sent, in the audience's key order: a removal sends the
+    # same values, so a contact whose email changed is removed by its old hashes.
+    Column("row", Json, nullable=False),
+    Column("key_hash", String(32), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=False),
+)
+
+audience_pushes = Table(
+    "audience_pushes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("audience", String(256), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("op", String(16), nullable=False),  # add, remove, replace
+    Column("rows", Integer, nullable=False),
+    # What the ad platform answered for the batch: received, invalid, samples of why.
+    Column("received", Integer),
+    Column("invalid", Integer),
+    Column("samples", Json, nullable=False),
+    Index("ix_audience_pushes_audience", "audience", "id"),
+)
+
 # -- two-way status sync: system_links (connector.sync.links) -------------------------
 
 # (system, external id) <-> contact: which record of a two-way system (a HubSpot contact)

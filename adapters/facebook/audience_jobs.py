@@ -1,0 +1,166 @@
+"""Custom audiences in the daemon and on the command line: the `facebook.audiences` job
+and `leadsync audiences plan|push|status`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from adapters.facebook.audiences import AdsGraph, Pusher, plan
+from adapters.facebook.config import FacebookConfig
+from adapters.facebook.graph import GraphClient
+from connector.ports import Job, Runtime
+from connector.store import Store
+from connector.store import audiences as sent_state
+
+JOB = "facebook.audiences"
+
+
+def pusher(store: Store, config: FacebookConfig) -> Pusher:
+    audiences = config.audiences
+    if audiences is None:
+        raise ValueError("no facebook.audiences section in the config")
+    if config.system_user_token is None:
+        raise ValueError(
+            "facebook.audiences needs facebook.system_user_token: a System User token with "
+            "ads_management on the ad account"
+        )
+    client = GraphClient(config.graph_url, config.api_version, timeout=config.timeout)
+    graph = AdsGraph(
+        client,
+        config.system_user_token.get_secret_value(),
+        config.app_secret.get_secret_value(),
+        audiences.account,
+    )
+    return Pusher(store, graph, audiences)
+
+
+def jobs(runtime: Runtime, config: FacebookConfig) -> list[Job]:
+    """The push job, when audiences are configured."""
+    if config.audiences is None or not config.audiences.sets:
+        return []
+
+    def push(rt: Runtime) -> dict[str, int]:
+        job = pusher(rt.store, config)
+        totals = {"added": 0, "removed": 0, "calls": 0}
+        for audience in config.audiences.sets if config.audiences else []:
+            result = job.push(audience)
+            for key in totals:
+                totals[key] += int(result.get(key) or 0)
+        return totals
+
+    return [Job(JOB, push, every=config.audiences.push_every, jitter=30.0)]
+
+
+def register(groups: dict[str, typer.Typer]) -> None:
+    group = groups["audiences"]
+    group.command("plan")(audiences_plan)
+    group.command("push")(audiences_push)
+    group.command("status")(audiences_status)
+
+
+def _section(ctx: typer.Context) -> tuple[Store, FacebookConfig]:
+    from connector.cli import state
+
+    app = state(ctx)
+    found = getattr(app.config(), "facebook", None)
+    if not isinstance(found, FacebookConfig) or found.audiences is None:
+        raise ValueError("no facebook.audiences section in the config (see README: Audiences)")
+    return app.store(existing=True), found
+
+
+def audiences_plan(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Per audience: members to add and remove, and the calls a push would make. No call
+    is made."""
+    from connector.cli import out, print_json
+
+    store, config = _section(ctx)
+    assert config.audiences is not None
+    rows = plan(store, config.audiences)
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        extra = " (an exclusion audience)" if r["exclusion"] else ""
+        out.print(
+            f"{r['audience']}{extra}: {r['adds']} to add, {r['removes']} to remove, "
+            f"{r['calls']} call(s)",
+            highlight=False,
+        )
+
+
+def audiences_push(
+    ctx: typer.Context,
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Send every member again in one replace session."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Send each audience's difference (or, with --rebuild, all its members)."""
+    from connector.cli import out, print_json
+
+    store, config = _section(ctx)
+    job = pusher(store, config)
+    results = [
+        job.push(a, rebuild=rebuild) for a in (config.audiences.sets if config.audiences else [])
+    ]
+    if as_json:
+        print_json(results)
+        return
+    for r in results:
+        out.print(", ".join(f"{k} {v}" for k, v in r.items() if v is not None), highlight=False)
+
+
+def audiences_status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """What each audience holds as far as leadsync sent it, Meta's approximate size, and
+    what Meta said of the last batches (received, invalid, samples of why)."""
+    from connector.cli import out, print_json
+
+    store, config = _section(ctx)
+    job = pusher(store, config)
+    found: list[dict[str, Any]] = []
+    for audience in config.audiences.sets if config.audiences else []:
+        ids = job.ids(audience.name)
+        size: dict[str, Any] = {}
+        if ids.get("id"):
+            size = job.graph.get(
+                ids["id"],
+                params={"fields": "approximate_count_lower_bound,approximate_count_upper_bound"},
+            )
+        with store.reader.connect() as conn:
+            sent = sent_state.members(conn, audience.name)
+            last = sent_state.last_pushes(conn, audience.name)
+        found.append(
+            {
+                "audience": audience.name,
+                "id": ids.get("id"),
+                "lookalike": ids.get("lookalike"),
+                "sent_members": sent,
+                "approximate": [
+                    size.get("approximate_count_lower_bound"),
+                    size.get("approximate_count_upper_bound"),
+                ],
+                "last_batches": [
+                    {k: p[k] for k in ("at", "op", "rows", "received", "invalid", "samples")}
+                    for p in last
+                ],
+            }
+        )
+    if as_json:
+        print_json(found)
+        return
+    for a in found:
+        low, high = a["approximate"]
+        out.print(
+            f"{a['audience']} ({a['id'] or 'not created yet'}): {a['sent_members']} sent; "
+            f"Meta's size {low}-{high}"
+            + (f"; lookalike {a['lookalike']}" if a["lookalike"] else ""),
+            highlight=False,
+        )
+        for b in a["last_batches"]:
+            out.print(
+                f"  {b['at']:%Y-%m-%d %H:%M} {b['op']} {b['rows']}: received {b['received']}, "
+                f"invalid {b['invalid']}" + (f" {b['samples']}" if b["samples"] else ""),
+                highlight=False,
+            )

@@ -1,0 +1,77 @@
+"""Writing a segment out: CSV or JSON lines, row by row as the store streams them, and
+the Meta match-key form (`--hashed`) for a manual audience upload. Also the filtered
+timeline of one contact (`contacts show ID --kind ...`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
+
+from connector import normalize
+from connector.segments.query import Segment, stream
+from connector.store.engine import Store
+
+# The contact fields Meta's match keys are made from (normalize.match_keys).
+MATCH_FIELDS = ("email", "phone", "first_name", "last_name", "city", "state", "zip",
+                "country", "date_of_birth", "gender", "external_id")  # fmt: skip
+
+
+def write(rows: Iterable[dict[str, Any]], header: Sequence[str], fmt: str, fh: IO[str]) -> int:
+    """Write `rows` to `fh` as csv (with a header line) or jsonl; how many were written."""
+    written = 0
+    if fmt == "csv":
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in header])
+            written += 1
+        return written
+    for row in rows:
+        fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        written += 1
+    return written
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def hashed_rows(
+    store: Store, segment: Segment, sort: Sequence[tuple[str, bool]] = ()
+) -> Iterator[dict[str, str]]:
+    """Each contact's Meta match keys as SHA-256 hex (normalised as the core normalises
+    them for the ad platform), by key name (EMAIL, PHONE, FN, ...). Raw values never
+    leave this function."""
+    for row in stream(store, segment, sort, MATCH_FIELDS, raw=True):
+        keys, _ = normalize.match_keys(row)
+        yield {name: key["sha256"] for name, key in keys.items()}
+
+
+def timeline(data: dict[str, Any], kinds: set[str]) -> list[dict[str, Any]]:
+    """A shown contact's timeline of the given kinds, in time order: interactions by
+    their own kind, `status` for status changes, `form` for leads that came in."""
+    items: list[dict[str, Any]] = []
+    for i in data.get("interactions", []):
+        if i["kind"] in kinds:
+            what = json.dumps(i["data"], ensure_ascii=False) if i["data"] else ""
+            items.append({"at": i["at"], "kind": i["kind"], "what": what})
+    if "status" in kinds:
+        for h in data.get("status_history", []):
+            by = f" by {h['actor']}" if h["actor"] else ""
+            what = f"{h['from'] or '-'} -> {h['to']} ({h['origin']}{by})"
+            items.append({"at": h["at"], "kind": "status", "what": what})
+    if "form" in kinds:
+        for lead in data.get("leads", []):
+            context = lead.get("context") or {}
+            form = context.get("form_name") or context.get("form_id") or ""
+            what = " ".join(p for p in (lead["source"], lead["ref"], str(form)) if p)
+            items.append(
+                {"at": lead["occurred_at"] or lead["received_at"], "kind": "form", "what": what}
+            )
+    return sorted(items, key=lambda item: item["at"] or "")

@@ -1,0 +1,96 @@
+"""What was last sent to each custom audience (the other side of a diff sync).
+
+An audience's desired members come from its segment; what Meta holds is not readable
+back, so the store keeps, per (audience, contact), the hashed row last sent and a hash
+of it. A push sends only the difference and records each batch here in one transaction
+after Meta accepted it: a crash between the call and the record re-sends that batch on
+the next push, which Meta takes twice without counting anyone twice (adding a member
+already in, or removing one already out, changes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select
+
+from connector.store.bulk import among
+from connector.store.tables import audience_members, audience_pushes
+
+
+def sent(
+    conn: Connection, audience: str, batch: int = 5000
+) -> Iterator[tuple[int, str, list[str]]]:
+    """(contact id, key hash, hashed row) of every member last sent, by contact id."""
+    rows = conn.execution_options(yield_per=batch).execute(
+        select(audience_members.c.contact_id, audience_members.c.key_hash, audience_members.c.row)
+        .where(audience_members.c.audience == audience)
+        .order_by(audience_members.c.contact_id)
+    )
+    for contact_id, key_hash, row in rows:
+        yield int(contact_id), str(key_hash), list(row)
+
+
+def record(
+    conn: Connection,
+    audience: str,
+    added: Sequence[tuple[int, str, list[str]]],
+    removed: Sequence[int],
+    now: datetime,
+) -> None:
+    """Members Meta accepted: `added` (contact, key hash, row) now in, `removed` out."""
+    gone = sorted(set(removed) | {a[0] for a in added})
+    for cond in among(conn, audience_members.c.contact_id, gone):
+        conn.execute(delete(audience_members).where(audience_members.c.audience == audience, cond))
+    if added:
+        conn.execute(
+            insert(audience_members),
+            [
+                {"audience": audience, "contact_id": c, "key_hash": k, "row": r, "sent_at": now}
+                for c, k, r in added
+            ],
+        )
+
+
+def replace(conn: Connection, audience: str, now: datetime) -> None:
+    """A full rebuild (usersreplace) starts: what was sent before no longer counts."""
+    conn.execute(delete(audience_members).where(audience_members.c.audience == audience))
+
+
+def log(
+    conn: Connection,
+    audience: str,
+    op: str,
+    rows: int,
+    answer: dict[str, Any],
+    now: datetime,
+) -> None:
+    """One batch and what the ad platform said of it (received, invalid, samples)."""
+    conn.execute(
+        insert(audience_pushes).values(
+            audience=audience,
+            at=now,
+            op=op,
+            rows=rows,
+            received=answer.get("num_received"),
+            invalid=answer.get("num_invalid_entries"),
+            samples=answer.get("invalid_entry_samples") or {},
+        )
+    )
+
+
+def members(conn: Connection, audience: str) -> int:
+    query = select(func.count()).where(audience_members.c.audience == audience)
+    return int(conn.execute(query).scalar_one())
+
+
+def last_pushes(conn: Connection, audience: str, limit: int = 5) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(audience_pushes)
+        .where(audience_pushes.c.audience == audience)
+        .order_by(audience_pushes.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
