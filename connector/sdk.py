@@ -19,7 +19,14 @@ points) may use exactly what this module exports, and nothing else of `connector
 
 Everything else (cli internals, store tables, runtime internals) may change without
 notice; a test (tests/unit/test_sdk.py) fails when an adapter reaches past this module.
-Two-way systems (`StatusSystem`, vocabulary, links) join this list with the engine.
+- two-way systems: `StatusSystem`, `StatusObservation`, `Vocabulary`, the engine's
+  `observe` and `links` (system_links: link, record_written, link_from_leads);
+- store helpers an adapter's own state needs: `load_cursor` / `save_cursor` (a cursor
+  committed with the adapter's writes), `open_by_record` (open issues by record, for a
+  source that shows them back), `audience_state` (what was sent to each audience);
+- segments: `Segment` and `SegmentCompiler` (a filter compiled for the store);
+- `normalize` (the core's normalisation and Meta match keys), `print_json`, and
+  `ThreadedServer` (an emulator served on a thread).
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from connector.cli import err, out, print_stats, progress_bar, state
+from connector import normalize
+from connector.cli import err, out, print_json, print_stats, progress_bar, state
+from connector.emulator import ThreadedServer
 from connector.http import (
     IGNORE,
     RETRY,
@@ -65,14 +74,24 @@ from connector.ports import (
     Retry,
     Runtime,
     SourceError,
+    StatusObservation,
+    StatusSystem,
 )
 from connector.runtime import inbox
 from connector.runtime.health import read as read_health
 from connector.runtime.health import report as report_health
 from connector.runtime.metrics import API_CALLS, API_ERRORS, THROTTLED_SECONDS, WEBHOOKS
 from connector.runtime.server import RateLimitedWarning
+from connector.segments import Segment
+from connector.segments.sql import Compiler as SegmentCompiler
 from connector.statuses import Catalogue
 from connector.store import Store, open_store
+from connector.store import audiences as audience_state
+from connector.store.ingest import load_cursor, save_cursor
+from connector.store.issues import open_by_record
+from connector.sync import links
+from connector.sync.status import observe
+from connector.sync.vocabulary import Vocabulary
 
 
 def metrics_hooks() -> Hooks:
@@ -162,27 +181,41 @@ __all__ = [
     "Retry",
     "Runtime",
     "Scope",
+    "Segment",
+    "SegmentCompiler",
     "SourceCase",
     "SourceError",
+    "StatusObservation",
+    "StatusSystem",
     "Store",
+    "ThreadedServer",
     "ThrottledError",
     "TransientError",
+    "Vocabulary",
+    "audience_state",
     "describe",
     "draft",
     "err",
     "inbox",
     "infer",
+    "links",
+    "load_cursor",
     "load_mapping",
     "load_mapping_cached",
     "mark_test_lead",
     "metrics_hooks",
+    "normalize",
+    "observe",
+    "open_by_record",
     "open_store",
     "out",
+    "print_json",
     "print_stats",
     "progress_bar",
     "read_health",
     "refusal",
     "report_health",
     "retry_after",
+    "save_cursor",
     "state",
 ]

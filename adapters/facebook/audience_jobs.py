@@ -10,9 +10,7 @@ import typer
 from adapters.facebook.audiences import AdsGraph, Pusher, plan
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.graph import GraphClient
-from connector.ports import Job, Runtime
-from connector.store import Store
-from connector.store import audiences as sent_state
+from connector.sdk import Job, Runtime, Store, audience_state, out, print_json, state
 
 JOB = "facebook.audiences"
 
@@ -61,8 +59,6 @@ def register(groups: dict[str, typer.Typer]) -> None:
 
 
 def _section(ctx: typer.Context) -> tuple[Store, FacebookConfig]:
-    from connector.cli import state
-
     app = state(ctx)
     found = getattr(app.config(), "facebook", None)
     if not isinstance(found, FacebookConfig) or found.audiences is None:
@@ -73,8 +69,6 @@ def _section(ctx: typer.Context) -> tuple[Store, FacebookConfig]:
 def audiences_plan(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """Per audience: members to add and remove, and the calls a push would make. No call
     is made."""
-    from connector.cli import out, print_json
-
     store, config = _section(ctx)
     assert config.audiences is not None
     rows = plan(store, config.audiences)
@@ -98,8 +92,6 @@ def audiences_push(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send each audience's difference (or, with --rebuild, all its members)."""
-    from connector.cli import out, print_json
-
     store, config = _section(ctx)
     job = pusher(store, config)
     results = [
@@ -115,8 +107,6 @@ def audiences_push(
 def audiences_status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """What each audience holds as far as leadsync sent it, Meta's approximate size, and
     what Meta said of the last batches (received, invalid, samples of why)."""
-    from connector.cli import out, print_json
-
     store, config = _section(ctx)
     job = pusher(store, config)
     found: list[dict[str, Any]] = []
@@ -128,9 +118,9 @@ def audiences_status(ctx: typer.Context, as_json: bool = typer.Option(False, "--
                 ids["id"],
                 params={"fields": "approximate_count_lower_bound,approximate_count_upper_bound"},
             )
-        with store.reader.connect() as conn:
-            sent = sent_state.members(conn, audience.name)
-            last = sent_state.last_pushes(conn, audience.name)
+        with audience_state.read(store) as conn:
+            sent = audience_state.members(conn, audience.name)
+            last = audience_state.last_pushes(conn, audience.name)
         found.append(
             {
                 "audience": audience.name,

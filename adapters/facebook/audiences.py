@@ -29,25 +29,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, select
 
 from adapters.facebook.audience_config import AudienceConfig, AudiencesConfig
 from adapters.facebook.errors import GraphError
 from adapters.facebook.graph import Graph
-from connector import normalize
-from connector.segments import Segment
-from connector.segments.sql import Compiler
-from connector.store import Store
-from connector.store import audiences as sent_state
-from connector.store.ingest import load_cursor, save_cursor
-from connector.store.tables import audience_members, contacts
+from connector.sdk import Segment, SegmentCompiler, Store, audience_state, normalize
 
 log = structlog.get_logger(__name__)
 
 ADD_BATCH = 10_000
 REMOVE_BATCH = 200
 LOOKALIKE_SEED = 100
-STATE = "facebook-audiences"  # cursors source holding each audience's Graph ids
 _FIELDS = ("email", "phone", "first_name", "last_name", "city", "state", "zip", "country",
            "date_of_birth", "gender", "external_id")  # fmt: skip
 
@@ -75,24 +67,22 @@ def row_hash(row: Sequence[str]) -> str:
     return hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:32]
 
 
-def segment_of(store: Store, config: AudienceConfig) -> Segment:
-    return Segment.of(f"({config.where}) and not is_test", store.catalogue)
+def segment_where(store: Store, config: AudienceConfig) -> Any:
+    """The audience's segment, test leads left out, compiled for the store."""
+    return Segment.of(f"({config.where}) and not is_test", store.catalogue).where(
+        SegmentCompiler(store.dialect, store.catalogue)
+    )
 
 
 def desired(
     store: Store, config: AudienceConfig, batch: int = 5000
 ) -> Iterator[tuple[int, str, list[str]]]:
     """(contact id, key hash, row) of every member the segment wants, by contact id."""
-    where = segment_of(store, config).where(Compiler(store.dialect, store.catalogue))
-    columns = [contacts.c.id, *(contacts.c[f] for f in _FIELDS)]
-    with store.reader.connect() as conn:
-        rows = conn.execution_options(yield_per=batch).execute(
-            select(*columns).where(where).order_by(contacts.c.id)
-        )
-        for contact in rows:
-            row = key_row(contact, config.keys)
-            if row is not None:
-                yield int(contact.id), row_hash(row), row
+    where = segment_where(store, config)
+    for contact in audience_state.members_of(store, where, _FIELDS, batch):
+        row = key_row(contact, config.keys)
+        if row is not None:
+            yield int(contact.id), row_hash(row), row
 
 
 @dataclass
@@ -131,56 +121,37 @@ def changes(
     it was sent, whose keys alone are hashed again. `full` walks every member instead
     (hashing all of them): the check that nothing was missed."""
     if full:
-        with store.reader.connect() as conn:
-            yield from walk(desired(store, config), sent_state.sent(conn, name))
+        with audience_state.read(store) as conn:
+            yield from walk(desired(store, config), audience_state.sent(conn, name))
         return
     yield from delta(store, name, config)
 
 
-def _columns(config: AudienceConfig) -> list[Any]:
-    fields = ("email", "phone") if {"EMAIL", "PHONE"}.issuperset(config.keys) else _FIELDS
-    return [contacts.c.id, *(contacts.c[f] for f in fields)]
+def _fields(config: AudienceConfig) -> tuple[str, ...]:
+    return ("email", "phone") if {"EMAIL", "PHONE"}.issuperset(config.keys) else _FIELDS
 
 
 def delta(
-    store: Store, name: str, config: AudienceConfig, batch: int = 5000
+    store: Store, name: str, config: AudienceConfig
 ) -> Iterator[tuple[str, int, str, list[str]]]:
-    """Three indexed joins on the contact id, so a push costs the size of the change,
-    not of the audience: a 1% churn of a million members hashes ten thousand rows."""
-    in_segment = segment_of(store, config).where(Compiler(store.dialect, store.catalogue))
-    m = audience_members
-    mine = m.c.audience == name
-    sent_for = exists().where(mine, m.c.contact_id == contacts.c.id)
-    still_wanted = exists(select(contacts.c.id).where(contacts.c.id == m.c.contact_id, in_segment))
-    with store.reader.connect() as conn:
-        run = conn.execution_options(yield_per=batch)
-        for contact in run.execute(
-            select(*_columns(config)).where(in_segment, ~sent_for).order_by(contacts.c.id)
-        ):
-            row = key_row(contact, config.keys)
+    """The store finds the candidates (audience_state.delta); only their keys are
+    hashed here, so a 1% churn of a million members hashes ten thousand rows."""
+    where = segment_where(store, config)
+    for kind, contact in audience_state.delta(store, name, where, _fields(config)):
+        if kind == "gone":
+            yield "remove", int(contact.contact_id), str(contact.key_hash), list(contact.row)
+            continue
+        row = key_row(contact, config.keys)
+        if kind == "new":
             if row is not None:
                 yield "add", int(contact.id), row_hash(row), row
-        for contact_id, key_hash, old in run.execute(
-            select(m.c.contact_id, m.c.key_hash, m.c.row)
-            .where(mine, ~still_wanted)
-            .order_by(m.c.contact_id)
-        ):
-            yield "remove", int(contact_id), str(key_hash), list(old)
-        # Members whose contact changed after they were sent: their keys may differ.
-        changed = (
-            select(*_columns(config), m.c.key_hash, m.c.row)
-            .join(m, and_(mine, m.c.contact_id == contacts.c.id))
-            .where(in_segment, contacts.c.updated_at > m.c.sent_at)
-            .order_by(contacts.c.id)
-        )
-        for contact in run.execute(changed):
-            row = key_row(contact, config.keys)
-            new_hash = row_hash(row) if row is not None else None
-            if new_hash == contact.key_hash:
-                continue
-            yield "remove", int(contact.id), str(contact.key_hash), list(contact.row)
-            if row is not None and new_hash is not None:
-                yield "add", int(contact.id), new_hash, row
+            continue
+        new_hash = row_hash(row) if row is not None else None
+        if new_hash == contact.key_hash:
+            continue
+        yield "remove", int(contact.id), str(contact.key_hash), list(contact.row)
+        if row is not None and new_hash is not None:
+            yield "add", int(contact.id), new_hash, row
 
 
 def plan(store: Store, audiences: AudiencesConfig, full: bool = False) -> list[dict[str, Any]]:
@@ -252,13 +223,10 @@ class Pusher:
     _started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def ids(self, name: str) -> dict[str, Any]:
-        with self.store.reader.connect() as conn:
-            found = load_cursor(conn, STATE, name)
-        return dict(found) if isinstance(found, dict) else {}
+        return audience_state.ids(self.store, name)
 
     def _save_ids(self, name: str, ids: dict[str, Any]) -> None:
-        with self.store.engine.begin() as conn:
-            save_cursor(conn, STATE, name, ids, datetime.now(UTC))
+        audience_state.save_ids(self.store, name, ids)
 
     def audience_id(self, config: AudienceConfig) -> str:
         """The audience's Graph id: remembered, else found by name, else created."""
@@ -331,9 +299,9 @@ class Pusher:
         answer = self.graph.send(
             "POST", audience, "users", body={"payload": self._payload(config, [a[2] for a in adds])}
         )
-        with self.store.engine.begin() as conn:
-            sent_state.record(conn, config.name, adds, [], self._started)
-            sent_state.log(conn, config.name, "add", len(adds), answer, datetime.now(UTC))
+        with audience_state.write(self.store) as conn:
+            audience_state.record(conn, config.name, adds, [], self._started)
+            audience_state.log(conn, config.name, "add", len(adds), answer, datetime.now(UTC))
         stats["added"] += len(adds)
         stats["calls"] += 1
         stats["invalid"] += int(answer.get("num_invalid_entries") or 0)
@@ -351,9 +319,9 @@ class Pusher:
             "users",
             body={"payload": self._payload(config, [r[1] for r in removes])},
         )
-        with self.store.engine.begin() as conn:
-            sent_state.record(conn, config.name, [], [r[0] for r in removes], self._started)
-            sent_state.log(conn, config.name, "remove", len(removes), answer, datetime.now(UTC))
+        with audience_state.write(self.store) as conn:
+            audience_state.record(conn, config.name, [], [r[0] for r in removes], self._started)
+            audience_state.log(conn, config.name, "remove", len(removes), answer, datetime.now(UTC))
         stats["removed"] += len(removes)
         stats["calls"] += 1
 
@@ -386,11 +354,13 @@ class Pusher:
             calls += 1
             invalid += int(answer.get("num_invalid_entries") or 0)
             everyone.extend(batch)
-            with self.store.engine.begin() as conn:
-                sent_state.log(conn, config.name, "replace", len(batch), answer, datetime.now(UTC))
-        with self.store.engine.begin() as conn:
-            sent_state.replace(conn, config.name, started)
-            sent_state.record(conn, config.name, everyone, [], started)
+            with audience_state.write(self.store) as conn:
+                audience_state.log(
+                    conn, config.name, "replace", len(batch), answer, datetime.now(UTC)
+                )
+        with audience_state.write(self.store) as conn:
+            audience_state.replace(conn, config.name, started)
+            audience_state.record(conn, config.name, everyone, [], started)
         return {
             "audience": config.name,
             "replaced": len(everyone),
@@ -406,8 +376,8 @@ class Pusher:
         ids = self.ids(config.name)
         if ids.get("lookalike"):
             return str(ids["lookalike"])
-        with self.store.reader.connect() as conn:
-            if sent_state.members(conn, config.name) < LOOKALIKE_SEED:
+        with audience_state.read(self.store) as conn:
+            if audience_state.members(conn, config.name) < LOOKALIKE_SEED:
                 return None  # Meta refuses a seed under 100 people: try at a later push
         try:
             made = self.graph.send(

@@ -24,12 +24,17 @@ from adapters.sheets.client import SheetsClient
 from adapters.sheets.config import SheetConfig, SheetsConfig
 from adapters.sheets.source import SheetSource
 from adapters.sheets.sync import SheetDestination, observe_statuses
-from connector.mapping import Mapping, load_mapping_cached
-from connector.model import Lead
-from connector.pipeline import IngestStats, Pipeline
-from connector.ports import Job, Runtime
-from connector.statuses import Catalogue
-from connector.store.issues import open_by_record
+from connector.sdk import (
+    Catalogue,
+    IngestStats,
+    Job,
+    Lead,
+    Mapping,
+    Pipeline,
+    Runtime,
+    load_mapping_cached,
+    open_by_record,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -134,6 +139,13 @@ class SheetsPlugin:
             catalogue=catalogue,
             region=context.get("region"),
         )
+
+    def contract_source(self, workdir: Path) -> Any:
+        """The contract suite's case: the Sheets emulator with six rows
+        (adapters/sheets/contract.py)."""
+        from adapters.sheets.contract import SheetsCase
+
+        return SheetsCase()
 
     def demo_live(self) -> Any:
         """The Sheets emulator with the sample sales sheet, for `leadsync demo`."""

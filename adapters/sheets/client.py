@@ -22,7 +22,7 @@ import gspread
 import requests
 
 from adapters.sheets.config import SheetsConfig
-from connector.http import ErrorTable, Fail, Hooks, HttpClient, RateLimited
+from connector.sdk import ErrorTable, Fail, Hooks, HttpClient, RateLimited
 
 GOOGLE = "https://sheets.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]

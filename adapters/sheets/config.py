@@ -58,7 +58,9 @@ class SheetConfig(BaseModel):
         description="leadsync status -> the one word written back (default: the first "
         "word `statuses` maps to it, else the status's own name).",
     )
-    write_back: WriteBack = Field(default_factory=WriteBack)
+    write_back: WriteBack = Field(
+        default_factory=WriteBack, description="Columns leadsync writes into the sheet."
+    )
     region: str | None = Field(
         None, pattern="^[A-Z]{2}$", description="Country for phone numbers with no code."
     )

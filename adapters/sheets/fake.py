@@ -26,7 +26,7 @@ from starlette.requests import Request
 from adapters.sheets.fake_app import UNAUTHENTICATED, Api
 from adapters.sheets.fake_cells import Area, SheetsError, column_index, parse_range
 from adapters.sheets.fake_state import Drive, Spreadsheet, Worksheet
-from connector.emulator import ThreadedServer
+from connector.sdk import ThreadedServer
 
 GOOGLE = "https://sheets.googleapis.com"
 SERVICE_ACCOUNT = "leadsync@leadsync-demo.iam.gserviceaccount.com"
@@ -110,6 +110,11 @@ class FakeSheets:
         with self._lock:
             for _ in range(times):
                 self._faults.append((kind, SheetsError(code, status, messages.get(code, ""))))
+
+    def clear_faults(self) -> None:
+        """Google answers normally again."""
+        with self._lock:
+            self._faults.clear()
 
     # -- control: the people using the sheet -----------------------------------------------
     def add_spreadsheet(

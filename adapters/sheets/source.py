@@ -13,6 +13,7 @@ row, or blank once it is fine). Columns leadsync writes are never read as a rep'
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from collections.abc import Mapping as Mapping_
 from dataclasses import dataclass, field
@@ -20,15 +21,26 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
+import structlog
 
 from adapters.sheets.client import Cell, SheetsClient
 from adapters.sheets.config import SheetConfig
 from adapters.sheets.table import Row, Table, read_table
-from connector.infer import infer
-from connector.mapping import FieldMap, Mapping, load_mapping_cached
-from connector.model import Lead, Problem
-from connector.ports import Batch, SourceError
-from connector.statuses import Catalogue
+from connector.sdk import (
+    Batch,
+    Catalogue,
+    FieldMap,
+    HttpError,
+    Lead,
+    Mapping,
+    Problem,
+    SourceError,
+    ThrottledError,
+    infer,
+    load_mapping_cached,
+)
+
+log = structlog.get_logger(__name__)
 
 NUMBER_PHONE = (
     "the sheet stored this phone as a number, so a leading + or 0 is lost, and the "
@@ -47,6 +59,8 @@ class SheetSource:
     region: str | None = None
     last: Table | None = None
     _pending: list[Cell] = field(default_factory=list)
+    throttled: bool = False
+    """The last read was refused by Google's quota and read nothing."""
     name: str = field(init=False)
     """The source name stored with the leads (the sheet's `source`)."""
 
@@ -72,8 +86,6 @@ class SheetSource:
         }
 
     def _values(self) -> list[list[Any]]:
-        from connector.http import HttpError
-
         try:
             return self.client.values(self.config.spreadsheet_id, self.config.worksheet)
         except HttpError as exc:
@@ -89,7 +101,16 @@ class SheetSource:
             raise SourceError(f"sheet {self.name}: {exc}; check header_row") from exc
 
     def read(self, stream: str, cursor: Any) -> Iterator[Batch]:
-        table = self.table()
+        try:
+            table = self.table()
+        except SourceError as exc:
+            if isinstance(exc.__cause__, ThrottledError):
+                # Google's quota (429) outlasted the client's retries: this poll reads
+                # nothing and moves no cursor; the next one resumes where this stood.
+                log.warning("sheets.throttled", sheet=self.name, wait=exc.__cause__.wait)
+                self.throttled = True
+                return
+            raise
         self.last = table
         seen: dict[str, str] = cursor.get("rows", {}) if isinstance(cursor, dict) else {}
         mapping = self.mapping(table)
@@ -108,7 +129,8 @@ class SheetSource:
             if seen.get(row.key) == digest:
                 continue  # unchanged since the last read: nothing to ingest or write
             leads.append(self.lead(row, mapping))
-        yield Batch(leads, {"rows": digests})
+        # `at` orders cursors (a later read is a later cursor); `rows` is what was seen.
+        yield Batch(leads, {"rows": digests, "at": time.time()})
 
     def writes(self, issues: Mapping_[str, list[str]] | None = None) -> list[Cell]:
         """The cells to write back after the batch is stored: keys and

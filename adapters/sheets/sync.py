@@ -21,19 +21,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, select
 
 from adapters.sheets.client import Cell, SheetsClient
 from adapters.sheets.config import SheetConfig
 from adapters.sheets.table import Table, read_table
-from connector.ports import Delivered, DeliveryResult, OutboxRow, Retry, StatusObservation
-from connector.store import Store
-from connector.store.bulk import among
-from connector.store.ingest import load_cursor, save_cursor
-from connector.store.tables import contacts, leads
-from connector.sync import links
-from connector.sync.status import observe
-from connector.sync.vocabulary import Vocabulary
+from connector.sdk import (
+    Delivered,
+    DeliveryResult,
+    OutboxRow,
+    Retry,
+    StatusObservation,
+    Store,
+    Vocabulary,
+    links,
+    load_cursor,
+    observe,
+    save_cursor,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -69,25 +73,12 @@ def observe_statuses(store: Store, sheet: SheetConfig, table: Table) -> dict[str
             for key, word in current.items()
             if seen.get(key, "") != word
         ]
-        _link_new(conn, sheet.source, [k for k in current if k not in seen], now)
+        links.link_from_leads(conn, sheet.source, [k for k in current if k not in seen], now)
         decisions = observe(conn, changed, vocabulary(sheet), now) if changed else []
         if changed:
             save_cursor(conn, sheet.source, status_stream(sheet), {"statuses": current}, now)
     accepted = sum(1 for d in decisions if d.changed)
     return {"statuses_seen": len(changed), "statuses_changed": accepted}
-
-
-def _link_new(conn: Connection, system: str, keys: list[str], now: datetime) -> None:
-    """Link rows seen for the first time to their contacts (made by this poll's ingest),
-    so a status decided elsewhere finds its row even if the rep never set one."""
-    for cond in among(conn, leads.c.source_id, keys):
-        found = conn.execute(
-            select(leads.c.source_id, contacts.c.id, contacts.c.merged_into)
-            .join(contacts, contacts.c.id == leads.c.contact_id)
-            .where(leads.c.source == system, cond)
-        )
-        for key, contact_id, merged_into in found:
-            links.link(conn, system, key, int(merged_into or contact_id), now)
 
 
 class SheetDestination:

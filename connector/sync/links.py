@@ -166,3 +166,25 @@ def record_seen(conn: Connection, link_id: int, value: str | None, at: datetime)
     conn.execute(
         update(_t).where(_t.c.id == link_id).values(last_seen_value=value, last_seen_at=at)
     )
+
+
+def link_from_leads(
+    conn: Connection, system: str, external_ids: Iterable[str], now: datetime
+) -> int:
+    """Link records of `system` that came in as leads (source = the system, source id =
+    the external id) to their live contacts, as a two-way source does with records it
+    sees for the first time: a status decided elsewhere then finds them even before
+    their own status was ever observed. Returns how many were looked up."""
+    from connector.store.bulk import among
+    from connector.store.tables import contacts, leads
+
+    wanted = [str(k) for k in external_ids]
+    for cond in among(conn, leads.c.source_id, wanted):
+        found = conn.execute(
+            select(leads.c.source_id, contacts.c.id, contacts.c.merged_into)
+            .join(contacts, contacts.c.id == leads.c.contact_id)
+            .where(leads.c.source == system, cond)
+        )
+        for key, contact_id, merged_into in found:
+            link(conn, system, key, int(merged_into or contact_id), now)
+    return len(wanted)
