@@ -153,6 +153,9 @@ def main() -> None:
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.step == "build":
+        build(args.url, args.members)
+        return
     if args.step:
         print(json.dumps(measure(args.url, args.step), default=str))
         return
@@ -162,7 +165,13 @@ def main() -> None:
         f"{args.store}",
         flush=True,
     )
-    build(url, args.members)
+    # Every step in a child of this small process: Linux keeps ru_maxrss across execve,
+    # so a child of a process that built a million rows would report the builder's peak.
+    built = subprocess.run(
+        [sys.executable, __file__, "--step", "build", "--url", url, "--members", str(args.members)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    print(built.stdout.strip().splitlines()[-1], flush=True)
     churn = args.members // 100
     minimum = -(-(churn // 2) // 10_000) + -(-(churn // 2) // 200)
     print(f"# minimum calls for the churn: {minimum}", flush=True)
