@@ -139,11 +139,15 @@ def _fan_out(
     linked = links.of_contacts(conn, wanted)
     names = _catalogue(conn)
 
-    def status_row(system: str, contact_id: int, key: str, history_id: int | None) -> None:
+    def status_row(
+        system: str, contact_id: int, key: str, history_id: int | None, to: int | None = None
+    ) -> None:
         row = rows[contact_id]
+        # The status this change moved to (a batch's later change has its own row).
+        to = row.status if to is None else to
         payload = {
-            "status": names.name(row.status),
-            "status_id": row.status,
+            "status": names.name(to),
+            "status_id": to,
             "history_id": history_id,
             "external_ids": linked.get(contact_id, {}).get(system, []),
             "identity": {f: row._mapping[f] for f in IDENTITY if row._mapping[f] is not None},
@@ -156,7 +160,8 @@ def _fan_out(
                 continue  # a new contact: its "contact" row carries the status
             for system in systems:
                 if system != origin_system(e.origin):
-                    status_row(system, e.contact_id, f"status:{e.history_id}", e.history_id)
+                    key = f"status:{e.history_id}"
+                    status_row(system, e.contact_id, key, e.history_id, e.to_status)
         elif isinstance(e, changes.ContactCreated):
             row = rows[e.contact_id]
             m = row._mapping
