@@ -152,8 +152,10 @@ def _fan_out(
             "external_ids": linked.get(contact_id, {}).get(system, []),
             "identity": {f: row._mapping[f] for f in IDENTITY if row._mapping[f] is not None},
         }
-        outbox.enqueue(conn, system, "status", key, contact_id, payload, now)
+        effects.append((system, "status", key, contact_id, payload))
 
+    # One INSERT for the batch's effects, in event order (a contact's rows keep it).
+    effects: list[tuple[str, str, str, int | None, Any]] = []
     for e in events:
         if isinstance(e, changes.StatusChanged):
             if e.from_status is None:
@@ -177,7 +179,7 @@ def _fan_out(
             for system in systems:
                 if system != origin_system(e.origin):
                     key = f"contact:{e.contact_id}"
-                    outbox.enqueue(conn, system, "contact", key, e.contact_id, payload, now)
+                    effects.append((system, "contact", key, e.contact_id, payload))
         elif isinstance(e, changes.Merged | changes.Unmerged):
             pairs = [e.survivor] if isinstance(e, changes.Merged) else [e.restored, e.survivor]
             for contact_id in pairs:
@@ -186,6 +188,7 @@ def _fan_out(
                     if system in systems:
                         key = f"status:merge:{e.merge_id}:{contact_id}"
                         status_row(system, contact_id, key, None)
+    outbox.enqueue_many(conn, effects, now)
 
 
 def push_back(
