@@ -354,10 +354,10 @@ def contacts_export(
     order = check_sort(sort or view_sort)
     if hashed:
         header = list(normalize.MATCH_KEY_NAMES)
-        rows: Iterator[dict[str, Any]] = export.hashed_rows(store, segment, order)
+        rows: Iterator[list[Any]] = export.hashed_rows(store, segment, order)
     else:
         header = check_columns(columns or view_columns)
-        rows = segments.stream(store, segment, order, header)
+        rows = segments.query.values(store, segment, order, header)
     if output is None:
         written = export.write(rows, header, fmt, sys.stdout)
     else:
