@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Float,
+    String,
     Text,
     and_,
     case,
@@ -273,7 +274,7 @@ class Compiler:
             )
         column = {"created": "created_at", "updated": "updated_at"}.get(name, name)
         col = contacts.c[column]
-        return self._ordered(col) if isinstance(col.type, Text) else col
+        return self._ordered(col) if isinstance(col.type, String) else col
 
     def last_activity(self) -> Any:
         cid = contacts.c.id
