@@ -244,7 +244,7 @@ def contacts_duplicates_dismiss(
 def contacts_set_status(
     ctx: typer.Context,
     targets: list[str] = typer.Argument(
-        metavar="[CONTACT_ID] STATUS", help="Contact id and status; only STATUS with --where."
+        metavar="ID STATUS", help="CONTACT_ID STATUS; with --where, STATUS alone."
     ),
     actor: str | None = typer.Option(None, help="Who moves it (kept in the history)."),
     where: str | None = typer.Option(
