@@ -246,7 +246,7 @@ def contacts_duplicates_dismiss(
 def contacts_set_status(
     ctx: typer.Context,
     targets: list[str] = typer.Argument(
-        metavar="[CONTACT_ID] STATUS", help="Contact id and status; only STATUS with --where."
+        metavar="ID STATUS", help="CONTACT_ID STATUS; with --where, STATUS alone."
     ),
     actor: str | None = typer.Option(None, help="Who moves it (kept in the history)."),
     where: str | None = typer.Option(
@@ -368,10 +368,10 @@ def contacts_export(
     order = check_sort(sort or view_sort)
     if hashed:
         header = list(normalize.MATCH_KEY_NAMES)
-        rows: Iterator[dict[str, Any]] = export.hashed_rows(store, segment, order)
+        rows: Iterator[list[Any]] = export.hashed_rows(store, segment, order)
     else:
         header = check_columns(columns or view_columns)
-        rows = segments.stream(store, segment, order, header)
+        rows = segments.query.values(store, segment, order, header)
     if output is None:
         written = export.write(rows, header, fmt, sys.stdout)
     else:

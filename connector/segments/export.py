@@ -18,18 +18,30 @@ MATCH_FIELDS = ("email", "phone", "first_name", "last_name", "city", "state", "z
                 "country", "date_of_birth", "gender", "external_id")  # fmt: skip
 
 
-def write(rows: Iterable[dict[str, Any]], header: Sequence[str], fmt: str, fh: IO[str]) -> int:
-    """Write `rows` to `fh` as csv (with a header line) or jsonl; how many were written."""
+# The columns of a hashed export: Meta's match key names.
+HASHED = normalize.MATCH_KEY_NAMES
+
+
+def write(rows: Iterable[list[Any]], header: Sequence[str], fmt: str, fh: IO[str]) -> int:
+    """Write `rows` (values in `header` order) to `fh` as csv (with a header line) or
+    jsonl; how many were written."""
     written = 0
     if fmt == "csv":
         writer = csv.writer(fh)
         writer.writerow(header)
+        # csv writes None as an empty cell; only custom attributes can be lists or
+        # objects, which are written as JSON.
+        nested = [i for i, c in enumerate(header) if c.startswith("custom.")]
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in header])
+            for i in nested:
+                row[i] = _cell(row[i])
+            writer.writerow(row)
             written += 1
         return written
+    names = list(header)
     for row in rows:
-        fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        fh.write(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False, default=str))
+        fh.write("\n")
         written += 1
     return written
 
@@ -44,13 +56,13 @@ def _cell(value: Any) -> Any:
 
 def hashed_rows(
     store: Store, segment: Segment, sort: Sequence[tuple[str, bool]] = ()
-) -> Iterator[dict[str, str]]:
+) -> Iterator[list[str | None]]:
     """Each contact's Meta match keys as SHA-256 hex (normalised as the core normalises
     them for the ad platform), by key name (EMAIL, PHONE, FN, ...). Raw values never
     leave this function."""
     for row in stream(store, segment, sort, MATCH_FIELDS, raw=True):
         keys, _ = normalize.match_keys(row)
-        yield {name: key["sha256"] for name, key in keys.items()}
+        yield [keys[name]["sha256"] if name in keys else None for name in HASHED]
 
 
 def timeline(data: dict[str, Any], kinds: set[str]) -> list[dict[str, Any]]:

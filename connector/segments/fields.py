@@ -58,6 +58,7 @@ def _fields() -> dict[str, Field]:
         "has_issues": Field("has_issues", "flag", "has_issues", "has open field issues"),
         "is_test": Field("is_test", "flag", "is_test", "a test lead (Meta's testing tool)"),
     }
+    found["name"] = Field("name", "text", "name", "first and last name, as shown")
     for name in STANDARD_FIELDS:
         found[name] = Field(name, "text", name, f"the contact's {name.replace('_', ' ')}")
     return found

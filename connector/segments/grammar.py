@@ -48,6 +48,8 @@ BARE: /[^\s(),'"=!<>]+/
 %ignore /\s+/
 """
 
+KEYWORDS = frozenset({"and", "or", "not", "in", "contains", "exists", "between"})
+
 # How lark's terminal names read to a person in "expected ..." messages.
 _WORDS = {
     "OP": "a comparison (= != < <= > >=)",
@@ -148,6 +150,12 @@ class _Build(lark.Transformer[lark.Token, Expr]):
         return Not(items[0])
 
     def name(self, tokens: list[lark.Token]) -> tuple[str, int]:
+        for token in tokens:
+            if str(token).lower() in KEYWORDS:
+                # `a = 1 and and`: the lexer took the second `and` for a field name.
+                raise SegmentError(
+                    f"unexpected `{token}`; expected a field name", int(token.column or 1)
+                )
         return ".".join(str(t) for t in tokens), int(tokens[0].column or 1)
 
     def value(self, tokens: list[lark.Token]) -> Value:

@@ -75,6 +75,9 @@ def _term(term: Term, record: Record, catalogue: Catalogue) -> bool:
     kind, target = term.field.kind, term.field.target
     if kind == "status":
         return row["status"] in term.values
+    if target == "name":
+        name = " ".join(p for p in (row["first_name"], row["last_name"]) if p) or None
+        return _plain(name, term.op, term.values)
     if kind in ("number", "text"):
         return _plain(row[target], term.op, term.values)
     if kind == "time":

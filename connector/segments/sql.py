@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Float,
+    String,
     Text,
     and_,
     case,
@@ -107,7 +108,9 @@ class Compiler:
         return self._compare(contacts.c[term.field.target], term.op, term.values, ordered=False)
 
     def _text(self, term: Term) -> Clause:
-        return self._compare(contacts.c[term.field.target], term.op, term.values, ordered=True)
+        target = term.field.target
+        col = full_name() if target == "name" else contacts.c[target]
+        return self._compare(col, term.op, term.values, ordered=True)
 
     def _time(self, term: Term) -> Clause:
         op, moment = term.op, term.values[0]
@@ -273,7 +276,7 @@ class Compiler:
             )
         column = {"created": "created_at", "updated": "updated_at"}.get(name, name)
         col = contacts.c[column]
-        return self._ordered(col) if isinstance(col.type, Text) else col
+        return self._ordered(col) if isinstance(col.type, String) else col
 
     def last_activity(self) -> Any:
         cid = contacts.c.id
@@ -286,6 +289,14 @@ class Compiler:
         parts = [func.coalesce(q.scalar_subquery(), created) for q in latest]
         greatest = func.greatest if self.pg else func.max
         return greatest(created, *parts).label("last_activity")
+
+
+def full_name() -> ColumnElement[Any]:
+    """First and last name as shown ("Ann Lee", "Lee"), NULL when neither is there."""
+    joined = (
+        func.coalesce(contacts.c.first_name, "") + " " + func.coalesce(contacts.c.last_name, "")
+    )
+    return func.nullif(func.trim(joined), "")
 
 
 def _path(key: str) -> str:

@@ -103,6 +103,23 @@ contacts = Table(
         sqlite_where=text("merged_into IS NOT NULL"),
         postgresql_where=text("merged_into IS NOT NULL"),
     ),
+    # Segments (0009): pages sorted by score, counts by status and score, live only.
+    # NULLS FIRST: a missing score sorts lowest on both stores (SQLite's only order), and
+    # PostgreSQL reads it backwards for `-score`, nulls last. An expression, as
+    # PostgreSQL reflects it; SQLite's DDL (plain `score`) is 0009's.
+    Index(
+        "ix_contacts_live_score",
+        Column("score", Float).nulls_first(),
+        sqlite_where=text("merged_into IS NULL"),
+        postgresql_where=text("merged_into IS NULL"),
+    ),
+    Index(
+        "ix_contacts_live_status_score",
+        "status",
+        "score",
+        sqlite_where=text("merged_into IS NULL"),
+        postgresql_where=text("merged_into IS NULL"),
+    ),
 )
 
 # Every key that identifies a person (email, phone, external id), one row each, unique:
@@ -133,7 +150,8 @@ leads = Table(
     Column("occurred_at", UTCDateTime()),
     Column("received_at", UTCDateTime(), nullable=False),
     UniqueConstraint("source", "source_id"),
-    Index(None, "contact_id"),
+    # By contact, and "has a lead from source X" from the index alone (0009).
+    Index(None, "contact_id", "source"),
 )
 
 interactions = Table(

@@ -138,7 +138,22 @@ def write(store: Store, people: list[dict[str, Any]]) -> list[Record]:
 
 OPS = ["=", "!=", "<", "<=", ">", ">="]
 values_text = st.sampled_from(
-    ["Warsaw", "warsaw", "'Łódź'", "ACME", "acme", "kevin", "''", "Zoë", "'a b'", "b", "70", "1500"]
+    [
+        "Warsaw",
+        "warsaw",
+        "'Łódź'",
+        "ACME",
+        "acme",
+        "kevin",
+        "''",
+        "Zoë",
+        "'a b'",
+        "b",
+        "70",
+        "1500",
+        "'kevin Warsaw'",
+        "'ACME b'",
+    ]
 )
 values_custom = st.sampled_from(
     [
@@ -181,7 +196,7 @@ condition = st.one_of(
     st.sampled_from(["score between 50 and 85.5", "score exists", "not score exists", "id > 5"]),
     st.builds(
         lambda f, o, v: f"{f} {o} {v}",
-        st.sampled_from(["city", "company", "owner", "first_name", "email"]),
+        st.sampled_from(["city", "company", "owner", "first_name", "email", "name"]),
         st.sampled_from([*OPS, "contains"]),
         values_text,
     ),
@@ -242,4 +257,5 @@ def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     )
 
 
-expressions = st.recursive(condition, _combine, max_leaves=5)
+# A lambda: hypothesis checks by reading the source that extend uses its argument.
+expressions = st.recursive(condition, lambda inner: _combine(inner), max_leaves=5)
