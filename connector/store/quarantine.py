@@ -13,7 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, select, true, update
 
 from connector.model import Resolved
-from connector.store.bulk import among
+from connector.store.bulk import among, probe
 from connector.store.engine import Store
 from connector.store.ingest import fingerprint
 from connector.store.tables import quarantine
@@ -27,23 +27,30 @@ def resolve_reingested(
 ) -> int:
     """Close the open entries of `source` whose record was just ingested fine: the same
     source id, else the same raw content (the mapping was fixed and the file imported
-    again). One indexed query when the source has nothing open, so the hot path pays
-    almost nothing. Returns how many closed."""
+    again). One indexed query when the source has no open record entry, so the hot
+    path pays almost nothing; else two index probes (store/bulk.py `probe`) and an
+    update of the entries found, if any. Returns how many closed."""
     if not records:
         return 0
-    has_open = conn.execute(select(exists().where(quarantine.c.source == source, _OPEN))).scalar()
+    has_open = conn.execute(
+        select(exists().where(quarantine.c.source == source, quarantine.c.kind == "record", _OPEN))
+    ).scalar()
     if not has_open:
         return 0
+    wanted = (quarantine.c.id, quarantine.c.source, quarantine.c.kind, quarantine.c.resolved_at)
+    ids = list({r.source_id for r in records})
+    prints = list({fingerprint(r.source, r.raw) for r in records})
+    matched = {
+        i
+        for column, values in ((quarantine.c.source_id, ids), (quarantine.c.fingerprint, prints))
+        for i, s, kind, resolved_at in probe(conn, wanted, column, values)
+        if s == source and kind == "record" and resolved_at is None
+    }
     closed = 0
-    ids = [r.source_id for r in records]
-    prints = [fingerprint(r.source, r.raw) for r in records]
-    for column, values in ((quarantine.c.source_id, ids), (quarantine.c.fingerprint, prints)):
-        for cond in among(conn, column, values):
-            closed += conn.execute(
-                update(quarantine)
-                .where(quarantine.c.source == source, quarantine.c.kind == "record", _OPEN, cond)
-                .values(resolved_at=now, resolution="reingested")
-            ).rowcount
+    for cond in among(conn, quarantine.c.id, sorted(matched)):
+        closed += conn.execute(
+            update(quarantine).where(_OPEN, cond).values(resolved_at=now, resolution="reingested")
+        ).rowcount
     return closed
 
 
