@@ -1,5 +1,6 @@
-"""Closing re-ingested quarantine entries by index probes (store/bulk.py `probe`) closes
-exactly what the plain statement closes, on SQLite and PostgreSQL: the open record
+"""Closing re-ingested quarantine entries closes exactly what the plain statement
+closes, on SQLite and PostgreSQL, whichever way the entries are found (reading the
+source's few open entries, or index probes when there are many): the open record
 entries of the batch's source whose source id or raw content came in again."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, insert, or_, select, update
 
 from connector.identity import prepare
@@ -101,7 +103,13 @@ def _closed_by_probes(conn: Connection, source: str, records: list[Resolved]) ->
     return closed
 
 
-def test_probes_close_what_the_plain_statement_closes(store: Store) -> None:
+# Open entries read per record of the batch before probing instead: 0 always probes,
+# 1000 always reads (the data has at most 120 entries, the batch 25 records).
+@pytest.mark.parametrize("read_per_record", [0, 1000])
+def test_both_ways_close_what_the_plain_statement_closes(
+    store: Store, read_per_record: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(q, "_READ_PER_RECORD", read_per_record)
     compared = 0
     for seed in range(8):
         rng = random.Random(seed)
