@@ -207,6 +207,8 @@ _BOTH = frozenset(("first", "last"))
 
 
 def _fold_words(text: str) -> frozenset[str]:
+    if text.isascii():  # nothing to translate or decompose: the same words, faster
+        return frozenset(_TOKEN.findall(text.casefold()))
     decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
     plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     return frozenset(_TOKEN.findall(plain))

@@ -48,10 +48,13 @@ _UNSPLIT = {"đ": "d", "ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ı": "i", 
 
 def _fold(value: str) -> str:
     """Case- and accent-insensitive form used to look words up (not stored)."""
-    decomposed = unicodedata.normalize("NFKD", value.casefold())
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    for letter, plain in _UNSPLIT.items():  # letters NFKD does not split
-        bare = bare.replace(letter, plain)
+    if value.isascii():  # no accents, nothing NFKD changes: the same result, faster
+        bare = value.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", value.casefold())
+        bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+        for letter, plain in _UNSPLIT.items():  # letters NFKD does not split
+            bare = bare.replace(letter, plain)
     return " ".join(re.sub(r"[^\w]+", " ", bare).split())
 
 
@@ -259,7 +262,10 @@ def better_spelling(current: str, new: str) -> str | None:
     """Of two spellings of one value that are equal once case and accents are folded,
     the one with more information (the rule of `richer_name`); None when they are not
     the same value or neither is richer (then recency decides)."""
-    if current == new or _fold(current) != _fold(new):
+    if current == new:
+        return None
+    # _fold starts from the casefold: equal casefolds fold equal (no need to fold).
+    if current.casefold() != new.casefold() and _fold(current) != _fold(new):
         return None
     have, offered = _information(current), _information(new)
     if have == offered:
@@ -268,9 +274,16 @@ def better_spelling(current: str, new: str) -> str | None:
 
 
 def _information(text: str) -> tuple[int, int]:
-    marked = sum(1 for c in unicodedata.normalize("NFC", text) if _fold(c) != c.casefold())
+    marked = sum(1 for c in unicodedata.normalize("NFC", text) if _marked(c))
     mixed = int(text not in (text.upper(), text.lower()))
     return marked, mixed
+
+
+@functools.lru_cache(maxsize=4096)
+def _marked(c: str) -> bool:
+    """Whether a character carries more than its folded letter (an accent, a stroke;
+    a space or a sign folds to nothing). Characters are few: each is asked once."""
+    return _fold(c) != c.casefold()
 
 
 def _letters(value: str, keep_spaces: bool, digits: bool = False) -> str:

@@ -284,8 +284,10 @@ class Pipeline:
         # One bad field never loses a person: a record is quarantined whole only when
         # nothing identifies the person or it cannot be read; its bad fields are left
         # out of the contact and kept as field issues (store/issues.py).
-        good = [r for r in resolved if identifies(r)]
-        bad = [r for r in resolved if not identifies(r)]
+        good: list[Resolved] = []
+        bad: list[Resolved] = []
+        for record in resolved:  # one test a record, not one a list
+            (good if identifies(record) else bad).append(record)
         for attempt in range(1, _RACE_ATTEMPTS + 1):
             try:
                 with self._transaction() as conn:

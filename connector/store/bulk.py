@@ -163,3 +163,21 @@ def among(
         return
     # SQLite (make_engine accepts no other backend).
     yield column.in_(select(literal_column("value")).select_from(func.json_each(listed)))
+
+
+def probe(
+    conn: Connection,
+    wanted: Sequence[ColumnElement[Any]],
+    column: Column[Any],
+    values: Sequence[Any],
+) -> list[Any]:
+    """The rows (`wanted` columns) whose `column` is among `values`, selected by that
+    condition alone; the caller checks the rest (source, kind, open) on the few rows
+    found. Next to an equality on another indexed column (`source = ?`), PostgreSQL's
+    generic plan, or any plan made without statistics, may take that one to the index
+    and test each row against the whole list: rows x values comparisons per batch,
+    which grew with the table. With one condition the list is the index lookup."""
+    found: list[Any] = []
+    for cond in among(conn, column, values):
+        found.extend(conn.execute(select(*wanted).where(cond)))
+    return found

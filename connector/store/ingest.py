@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, 
 
 from connector.identity import ContactState, Plan, content_hash
 from connector.model import STANDARD_FIELDS, Resolved
-from connector.store.bulk import among, insert_rows, insert_values, reserve_ids
+from connector.store.bulk import among, insert_rows, insert_values, probe, reserve_ids
 from connector.store.tables import (
     contacts,
     cursors,
@@ -432,13 +432,10 @@ def quarantine_records(
         return 0
     by_print = {fingerprint(r.source, r.raw): r for r in records}
     source = records[0].source
-    existing: set[str] = set()
-    for cond in among(conn, quarantine.c.fingerprint, list(by_print)):
-        existing.update(
-            conn.execute(
-                select(quarantine.c.fingerprint).where(quarantine.c.source == source, cond)
-            ).scalars()
-        )
+    wanted = (quarantine.c.fingerprint, quarantine.c.source)
+    existing = {
+        fp for fp, s in probe(conn, wanted, quarantine.c.fingerprint, list(by_print)) if s == source
+    }
     rows = [
         {
             "source": r.source,

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, or_, select, update
 
 from connector.identity import content_hash
 from connector.model import Resolved
-from connector.store.bulk import among, insert_rows
+from connector.store.bulk import among, insert_rows, probe
 from connector.store.tables import contacts, leads, quarantine
 
 FIELD = "field"
@@ -93,20 +93,24 @@ def _file(
             }
     if not candidates:
         return 0
-    seen: dict[str, Any] = {}
-    for cond in among(conn, quarantine.c.fingerprint, list(candidates)):
-        found = conn.execute(
-            select(quarantine.c.fingerprint, quarantine.c.resolved_at).where(
-                quarantine.c.source == source, cond
-            )
-        )
-        seen.update((fp, at) for fp, at in found)
+    wanted = (
+        quarantine.c.id,
+        quarantine.c.fingerprint,
+        quarantine.c.source,
+        quarantine.c.resolved_at,
+    )
+    seen: set[str] = set()
+    reopened: list[int] = []
+    for i, fp, s, at in probe(conn, wanted, quarantine.c.fingerprint, list(candidates)):
+        if s == source:
+            seen.add(fp)
+            if at is not None:
+                reopened.append(i)
     # The same bad value given again after it was fixed opens its issue again.
-    reopened = [fp for fp, at in seen.items() if at is not None]
-    for cond in among(conn, quarantine.c.fingerprint, reopened):
+    for cond in among(conn, quarantine.c.id, reopened):
         conn.execute(
             update(quarantine)
-            .where(quarantine.c.source == source, cond)
+            .where(cond)
             .values(resolved_at=None, resolution=None, attempts=quarantine.c.attempts + 1)
         )
     rows = [row for fp, row in candidates.items() if fp not in seen]
@@ -135,17 +139,13 @@ def _resolve(
     if not fixed:
         return 0
     ids = sorted({c for c, _ in fixed} | {a for a, s in merged.items() if s in landed.values()})
-    open_rows: list[int] = []
-    for cond in among(conn, quarantine.c.contact_id, ids):
-        rows = conn.execute(
-            select(quarantine.c.id, quarantine.c.contact_id, quarantine.c.field).where(
-                quarantine.c.source == source,
-                quarantine.c.kind == FIELD,
-                quarantine.c.resolved_at.is_(None),
-                cond,
-            )
-        )
-        open_rows.extend(i for i, c, f in rows if (merged.get(c, c), f) in fixed)
+    q = quarantine.c
+    wanted = (q.id, q.contact_id, q.field, q.source, q.kind, q.resolved_at)
+    open_rows = [
+        i
+        for i, c, f, s, kind, at in probe(conn, wanted, q.contact_id, ids)
+        if s == source and kind == FIELD and at is None and (merged.get(c, c), f) in fixed
+    ]
     for cond in among(conn, quarantine.c.id, open_rows):
         conn.execute(
             update(quarantine).where(cond).values(resolved_at=now, resolution="reingested")

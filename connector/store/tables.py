@@ -271,7 +271,17 @@ quarantine = Table(
     Column("source_id", Text),
     UniqueConstraint("source", "fingerprint"),
     Index(None, "contact_id"),
-    Index("ix_quarantine_source_source_id", "source", "source_id"),
+    # Probed by source id and by fingerprint alone (0011_quarantine_probes).
+    Index(None, "source_id"),
+    Index(None, "fingerprint"),
+    # The open record entries of a source: what every batch asks first (tiny: entries
+    # close when their record comes in fine, or the admin dismisses them).
+    Index(
+        "ix_quarantine_open_records",
+        "source",
+        postgresql_where=text("kind = 'record' AND resolved_at IS NULL"),
+        sqlite_where=text("kind = 'record' AND resolved_at IS NULL"),
+    ),
 )
 
 # -- runtime: what the daemon keeps about its own work ---------------------------------

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import re
+import unicodedata
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector import identity, normalize
 from connector.pipeline import _rarer_gc
 from connector.store.bulk import _convert_columns
 
@@ -37,3 +40,59 @@ def test_rarer_gc_restores_the_thresholds() -> None:
     with _rarer_gc():
         assert all(a >= b for a, b in zip(gc.get_threshold(), before, strict=True))
     assert gc.get_threshold() == before
+
+
+# -- folding: ASCII shortcuts, the casefold shortcut, the per-character cache ------------
+
+_FOLD_CHARS = "aAzZ09 _-.,@'ßŁłĐđøØæœıħİéÉẞǅﬁ\u0301\u00a0ỆễǸ名字"
+_texts = st.one_of(
+    st.text(max_size=12),  # any Unicode
+    st.text(alphabet=_FOLD_CHARS, max_size=12),  # the letters folding treats apart
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=12),  # ASCII
+)
+
+
+def _fold_plain(value: str) -> str:
+    """normalize._fold as written before its ASCII shortcut."""
+    decomposed = unicodedata.normalize("NFKD", value.casefold())
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    for letter, plain in normalize._UNSPLIT.items():
+        bare = bare.replace(letter, plain)
+    return " ".join(re.sub(r"[^\w]+", " ", bare).split())
+
+
+def _better_plain(current: str, new: str) -> str | None:
+    """normalize.better_spelling as written before its shortcuts."""
+    if current == new or _fold_plain(current) != _fold_plain(new):
+        return None
+
+    def information(text: str) -> tuple[int, int]:
+        nfc = unicodedata.normalize("NFC", text)
+        marked = sum(1 for c in nfc if _fold_plain(c) != c.casefold())
+        return marked, int(text not in (text.upper(), text.lower()))
+
+    have, offered = information(current), information(new)
+    if have == offered:
+        return None
+    return current if have > offered else new
+
+
+def _words_plain(text: str) -> frozenset[str]:
+    """identity._fold_words as written before its ASCII shortcut."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(identity._FOLD))
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return frozenset(identity._TOKEN.findall(plain))
+
+
+@given(_texts)
+def test_fold_equals_the_plain_fold(text: str) -> None:
+    assert normalize._fold(text) == _fold_plain(text)
+    assert identity._fold_words(text) == _words_plain(text)
+
+
+@given(_texts, _texts)
+def test_better_spelling_equals_the_plain_rule(a: str, b: str) -> None:
+    assert normalize.better_spelling(a, b) == _better_plain(a, b)
+    # Spellings of one value, where the shortcuts decide most.
+    for other in (a.upper(), a.lower(), a.casefold(), _fold_plain(a)):
+        assert normalize.better_spelling(a, other) == _better_plain(a, other)
