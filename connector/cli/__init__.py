@@ -48,6 +48,7 @@ GROUPS: dict[str, typer.Typer] = {
     "fake": typer.Typer(help="Local emulators of the external APIs.", no_args_is_help=True),
     "backfill": typer.Typer(help="Read a source's history once.", no_args_is_help=True),
     "mapping": typer.Typer(help="Mapping files: a first draft from a file.", no_args_is_help=True),
+    "webtag": typer.Typer(help="The web tag: the snippet for your site.", no_args_is_help=True),
 }
 for _name, _group in GROUPS.items():
     app.add_typer(_group, name=_name)
