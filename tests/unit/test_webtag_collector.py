@@ -4,8 +4,11 @@ a visitor into a contact with its earlier visits."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -197,3 +200,41 @@ def test_anonymous_visitors_past_retention_are_deleted(store: Store) -> None:
     assert visitors.purge_anonymous(store, datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert visitors.visitor(store, "www", "visitor-anon-0001") is None
     assert visitors.visitor(store, "www", "visitor-known-001") is not None
+
+
+def test_meta_ids_follow_the_latest_click_and_are_never_invented() -> None:
+    from adapters.webtag.fbparams import click_ids
+
+    old = "fb.1.1700000000000.OldClick"
+    # A returning visitor from a new ad: the new click id, created now, in milliseconds.
+    before = int(time.time() * 1000)
+    fresh = click_ids("https://www.example.com/?fbclid=NewClick_AbC", old, None)
+    assert fresh.fbc is not None
+    prefix, index, created, click = fresh.fbc.split(".")[:4]
+    assert (prefix, index, click) == ("fb", "1", "NewClick_AbC")
+    assert before <= int(created) <= int(time.time() * 1000)
+    # The same click again keeps the cookie; no fbclid and no cookie: no fbc at all.
+    assert click_ids("https://www.example.com/?fbclid=OldClick", old, None).fbc.startswith(old)  # type: ignore[union-attr]
+    assert click_ids("https://www.example.com/", None, None).fbc is None
+    # Without a browser `_fbp`, none is made up (it would match nothing at Meta).
+    assert click_ids("https://www.example.com/", None, None).fbp is None
+
+
+def test_the_snippet_command_prints_the_tag_with_key_and_collector(tmp_path: Path) -> None:
+    path = tmp_path / "leadsync.yaml"
+    path.write_text(
+        "webtag:\n  public_url: https://tag.example.com\n  sites:\n"
+        "    - {name: www, key: www-key-0001, allowed_origins: ['https://www.example.com'],"
+        " consent_required: true, capture_forms: ['#signup']}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "connector", "-c", str(path), "webtag", "snippet", "--site", "www"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert '"https://tag.example.com/collect/snippet.js"' in out
+    assert '"site":"www-key-0001","collector":"https://tag.example.com/collect"' in out
+    assert '"consent":true' in out and '"forms":["#signup"]' in out
