@@ -64,7 +64,10 @@ def _visitor_rows(
     if not seen:
         return {}
     t = web_visitors
-    stmt = _upsert(conn)(t).values(list(seen.values()))
+    # Rows as executemany parameters, not .values(rows): one statement shape, compiled
+    # once and cached; SQLAlchemy sends them as multi-row INSERTs ("insertmanyvalues").
+    # A 1,000-row .values() cost ~350 ms to compile, every batch.
+    stmt = _upsert(conn)(t)
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.c.site, t.c.visitor],
         set_={
@@ -75,7 +78,8 @@ def _visitor_rows(
             "utm": func.coalesce(stmt.excluded.utm, t.c.utm),
         },
     ).returning(t.c.site, t.c.visitor, t.c.id, t.c.contact_id)
-    return {(r.site, r.visitor): (r.id, r.contact_id) for r in conn.execute(stmt)}
+    rows = conn.execute(stmt, list(seen.values()))
+    return {(r.site, r.visitor): (r.id, r.contact_id) for r in rows}
 
 
 def _live(conn: Connection, ids: set[int]) -> dict[int, int]:
@@ -155,11 +159,10 @@ def _record(conn: Connection, views: Sequence[PageView], now: datetime) -> set[t
     t = web_page_views
     stmt = (
         _upsert(conn)(t)
-        .values(_unique_events(rows))
         .on_conflict_do_nothing(index_elements=[t.c.site, t.c.event_id])
         .returning(t.c.event_id, t.c.site)
     )
-    inserted = {(r.site, r.event_id) for r in conn.execute(stmt)}
+    inserted = {(r.site, r.event_id) for r in conn.execute(stmt, _unique_events(rows))}
     known = [
         r
         for r in _unique_events(rows)
