@@ -293,23 +293,28 @@ class VisitWriter:
     # Views per transaction: 12 values each stays under SQLite's 32,766 bound values.
     MAX_BATCH = 1000
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, threads: int | None = None) -> None:
         self.store = store
+        # PostgreSQL takes concurrent writers: while one transaction waits for its
+        # commit (an fsync, a busy server), the next batch is already being written.
+        # SQLite has one write lock, so one thread is all it can use.
+        self.threads = threads or (4 if store.dialect == "postgresql" else 1)
         self._queue: queue.SimpleQueue[tuple[list[PageView], Future[int]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._started = False
         self._start = threading.Lock()
 
     def submit(self, views: list[PageView]) -> Future[int]:
         """Queue views; the future gives how many were new once they are committed."""
         done: Future[int] = Future()
         self._queue.put((views, done))
-        if self._thread is None:
+        if not self._started:
             with self._start:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="visit-writer", daemon=True
-                    )
-                    self._thread.start()
+                if not self._started:
+                    for n in range(self.threads):
+                        threading.Thread(
+                            target=self._run, name=f"visit-writer-{n}", daemon=True
+                        ).start()
+                    self._started = True
         return done
 
     def _run(self) -> None:
