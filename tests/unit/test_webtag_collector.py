@@ -238,3 +238,29 @@ def test_the_snippet_command_prints_the_tag_with_key_and_collector(tmp_path: Pat
     assert '"https://tag.example.com/collect/snippet.js"' in out
     assert '"site":"www-key-0001","collector":"https://tag.example.com/collect"' in out
     assert '"consent":true' in out and '"forms":["#signup"]' in out
+
+
+def test_the_snippet_stays_small_and_its_tag_cannot_close_the_script_early() -> None:
+    import gzip
+
+    from adapters.webtag.collector import snippet_source
+    from adapters.webtag.snippet import tag
+
+    assert len(gzip.compress(snippet_source(), 9)) <= 3 * 1024  # the budget
+    config = WebtagConfig.model_validate(
+        {
+            "public_url": "https://t.example.com",
+            "sites": [
+                {
+                    "name": "www",
+                    "key": "www-key-0001",
+                    "allowed_origins": [ORIGIN],
+                    "capture_forms": ["</script><script>alert(1)//"],
+                }
+            ],
+        }
+    )
+    html = tag(config, "www")
+    assert html.count("</script>") == 1 and html.endswith("</script>")
+    with pytest.raises(ValueError, match="no site 'shop'"):
+        tag(config, "shop")
