@@ -13,7 +13,9 @@
    Origin; latency is measured from the scheduled time (a sender that falls behind
    shows as latency, not as a lower rate);
 3. after the run, the page views in the store are counted: every event acknowledged
-   must be there.
+   must be there; the daemon's CPU time (psutil) per request and the 1-minute load
+   average are printed with the latencies, since the latencies depend on what else
+   runs on the box.
 
 The daemon, the load process and PostgreSQL share the machine's cores: the figures are
 for the whole loop on one box, not for the daemon alone.
@@ -182,12 +184,20 @@ def run_once(
                         break
                 except OSError:
                     time.sleep(0.2)
+            import psutil
+
+            proc = psutil.Process(daemon.pid)
+            cpu_before = sum(proc.cpu_times()[:2])
             ctx = mp.get_context("spawn")
             receive, send = ctx.Pipe(duplex=False)
             load = ctx.Process(target=_load, args=(port, rate, seconds, events, connections, send))
             load.start()
             result = receive.recv()
             load.join()
+            # The daemon's own CPU: a figure the other processes on the box do not move
+            # much, unlike the latencies.
+            result["daemon_cpu_s"] = sum(proc.cpu_times()[:2]) - cpu_before
+            result["load_average"] = os.getloadavg()[0]
         finally:
             daemon.terminate()
             daemon.wait(30)
@@ -210,6 +220,9 @@ def run_once(
         "p95_ms": round(_pct(lat, 95), 1),
         "p99_ms": round(_pct(lat, 99), 1),
         "errors": len(result["errors"]),
+        "daemon_cpu_ms_per_request": round(result["daemon_cpu_s"] * 1000 / result["requests"], 2),
+        "daemon_cpu_share_of_a_core": round(result["daemon_cpu_s"] / result["elapsed"], 2),
+        "load_average_1m": round(result["load_average"], 1),
         "events_sent": sent_events,
         "events_stored": stored,
     }
