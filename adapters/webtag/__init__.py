@@ -4,7 +4,7 @@ job that turns identifies into contacts, the anonymous-visitor retention job, an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import typer
@@ -12,7 +12,8 @@ from starlette.routing import BaseRoute
 
 from adapters.webtag.collector import IDENTIFY_JOB, routes
 from adapters.webtag.config import WebtagConfig
-from adapters.webtag.identify import drain, purge
+from adapters.webtag.identify import drain, lead_of, purge
+from connector.model import Lead
 from connector.ports import Job, Runtime
 
 RETENTION_JOB = "webtag.retention"
@@ -56,6 +57,11 @@ class WebtagPlugin:
         from adapters.webtag.demo import WebtagDemo
 
         return WebtagDemo()
+
+    def remap(self, raw: Mapping[str, Any], context: Mapping[str, Any], ref: str) -> Lead:
+        """An identify from quarantine, read again (`quarantine retry`). The contact it
+        makes is not linked to the visitor: that happens only in the identify job."""
+        return lead_of(dict(raw), dict(context), {})
 
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         if "webtag" in groups:

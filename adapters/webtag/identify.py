@@ -35,21 +35,31 @@ def to_lead(item: dict[str, Any], config: WebtagConfig, seen: dict[str, Any] | N
     """The lead an identify stands for; `seen` is the visitor as stored (for its UTM and
     Meta ids), None when it has no page view yet."""
     site = next((s for s in config.sites if s.name == item["site"]), None)
-    traits = Traits.model_validate(item["traits"])
     custom: dict[str, Any] = {}
     if seen is not None:
         custom.update((seen.get("utm") or {}).items())
         custom.update({k: seen[k] for k in ("fbc", "fbp") if seen.get(k)})
+    raw = {k: item[k] for k in ("site", "id", "visitor", "url", "traits", "at")}
+    context = {"kind": "webtag", "site": item["site"], "source": config.source}
+    if site is not None and site.region:
+        context["region"] = site.region
+    return lead_of(raw, context, custom)
+
+
+def lead_of(raw: dict[str, Any], context: dict[str, Any], custom: dict[str, Any]) -> Lead:
+    """The lead of a stored identify (`raw` as the leads and quarantine tables keep it):
+    the drain's and `quarantine retry`'s one way of reading it."""
+    traits = Traits.model_validate(raw["traits"])
     return Lead(
-        source=config.source,
-        ref=f"identify {item['id']} on {item['site']}",
+        source=str(context.get("source") or "webtag"),
+        ref=f"identify {raw['id']} on {raw['site']}",
         fields=traits.fields(),
         custom=custom,
-        source_id=f"{item['site']}:{item['id']}",
-        region=site.region if site else None,
-        occurred_at=datetime.fromisoformat(item["at"]),
-        raw={"traits": item["traits"], "url": item["url"], "visitor": item["visitor"]},
-        context={"kind": "webtag", "site": item["site"]},
+        source_id=f"{raw['site']}:{raw['id']}",
+        region=context.get("region"),
+        occurred_at=datetime.fromisoformat(raw["at"]),
+        raw=raw,
+        context=context,
     )
 
 

@@ -264,3 +264,32 @@ def test_the_snippet_stays_small_and_its_tag_cannot_close_the_script_early() -> 
     assert html.count("</script>") == 1 and html.endswith("</script>")
     with pytest.raises(ValueError, match="no site 'shop'"):
         tag(config, "shop")
+
+
+def test_an_identify_nothing_identifies_is_quarantined_and_the_visitor_stays_anonymous(
+    store: Store,
+) -> None:
+    from connector.runtime import inbox
+    from connector.store.quarantine import entries
+
+    d = daemon(store)
+    http = client(d)
+    identify = {
+        "type": "identify",
+        "id": "event-00000009",
+        "at": int(time.time() * 1000),
+        "url": "https://www.example.com/signup",
+        "traits": {"email": "not-an-email", "name": "Nobody Known"},
+    }
+    assert post(http, batch(view("event-00000008"), identify)).status_code == 200
+    stats = drain(d, config_of(d))
+    assert stats.quarantined == 1 and stats.created == 0
+    assert inbox.pending(store, "webtag") == 0  # handled, not retried forever
+    seen = visitors.visitor(store, "www", "visitor-aaaa-0001")
+    assert seen is not None and seen["contact_id"] is None
+    found, total = entries(store, source="webtag")
+    assert total == 1 and found[0]["ref"] == "identify event-00000009 on www"
+    # `quarantine retry` reads it again as the same lead (same source id, same traits).
+    again = plugin.remap(found[0]["raw"], {"kind": "webtag", "site": "www"}, found[0]["ref"])
+    assert again.source_id == "www:event-00000009"
+    assert again.fields == {"email": "not-an-email", "first_name": "Nobody", "last_name": "Known"}
