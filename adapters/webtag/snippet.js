@@ -117,7 +117,11 @@
     var waiting = pending;
     consent = !!given;
     pending = [];
-    if (!consent) return; // refused: what waited is dropped
+    if (!consent) { // refused or withdrawn: what waited is dropped, the id forgotten
+      if (visitor || cookie(VISITOR)) setCookie(VISITOR, "", 0);
+      visitor = null;
+      return;
+    }
     for (var i = 0; i < waiting.length; i++) {
       if (waiting[i].type === "page_view") page(); else push(waiting[i]);
     }

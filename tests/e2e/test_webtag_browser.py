@@ -285,6 +285,9 @@ def test_consent_withheld_sends_nothing_until_given(world: dict[str, Any]) -> No
     with page.expect_request(lambda r: r.method == "POST" and f":{port}/" in r.url):
         page.evaluate("leadsync('consent', true); leadsync('flush')")
     assert "_lsv" in {c["name"] for c in page.context.cookies()}
+    # Withdrawn: the visitor cookie goes.
+    page.evaluate("leadsync('consent', false)")
+    assert "_lsv" not in {c["name"] for c in page.context.cookies()}
 
 
 def test_a_page_whose_own_scripts_throw_still_records(world: dict[str, Any]) -> None:

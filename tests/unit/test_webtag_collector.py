@@ -293,3 +293,39 @@ def test_an_identify_nothing_identifies_is_quarantined_and_the_visitor_stays_ano
     again = plugin.remap(found[0]["raw"], {"kind": "webtag", "site": "www"}, found[0]["ref"])
     assert again.source_id == "www:event-00000009"
     assert again.fields == {"email": "not-an-email", "first_name": "Nobody", "last_name": "Known"}
+
+
+def test_after_a_merge_new_visits_land_on_the_survivor(store: Store) -> None:
+    from connector.model import Lead
+    from connector.pipeline import Pipeline
+    from connector.store.contacts import merge_contacts
+
+    d = daemon(store)
+    http = client(d)
+    identify = {
+        "type": "identify",
+        "id": "event-00000002",
+        "at": int(time.time() * 1000),
+        "url": "https://www.example.com/",
+        "traits": {"email": "merged@example.com"},
+    }
+    post(http, batch(view("event-00000001"), identify))
+    drain(d, config_of(d))
+    seen = visitors.visitor(store, "www", "visitor-aaaa-0001")
+    assert seen is not None
+    absorbed = seen["contact_id"]
+    other = Lead("crm", "row 1", {"email": "other@example.com"}, source_id="1")
+    Pipeline(store, workers=0).ingest("crm", [other])
+    survivor = next(c["id"] for c in show_contact_list(store) if c["email"] == "other@example.com")
+    merge_contacts(store, survivor, absorbed, actor="test")
+    post(http, batch(view("event-00000003", "https://www.example.com/after-merge")))
+    contact = show_contact(store, survivor)
+    urls = [i["data"]["url"] for i in contact["interactions"] if i["kind"] == "page_view"]
+    assert urls[-1] == "https://www.example.com/after-merge"
+    assert len(urls) == 2  # the visit from before the merge came along with it
+
+
+def show_contact_list(store: Store) -> list[dict[str, Any]]:
+    from connector.store.contacts import list_contacts
+
+    return list_contacts(store, limit=100)[1]
