@@ -5,7 +5,8 @@ Playwright; no browser is downloaded): a test site served over loopback carries 
 A visitor lands from an ad (UTM and fbclid), browses, fills in the captured form, and
 becomes a contact with its visits, UTM source and fbc; a page whose consent is
 withheld sends nothing and sets no cookie; a page whose own scripts throw still
-records. In CI the browser must be there: a missing one fails the test, not skips it.
+records; a send that failed is sent again from storage on the next page. In CI the
+browser must be there: a missing one fails the test, not skips it.
 """
 
 from __future__ import annotations
@@ -307,3 +308,41 @@ def test_a_page_whose_own_scripts_throw_still_records(world: dict[str, Any]) -> 
     assert len(errors) >= 1  # the host's own errors happened, and none is the tag's
     assert all("leadsync" not in e for e in errors)
     assert r.value is not None
+
+
+def test_a_failed_send_is_retried_once_from_storage_on_the_next_page(
+    world: dict[str, Any],
+) -> None:
+    browser: Browser = world["browser"]
+    store: Store = world["store"]
+    origin, port = world["origin"], world["collector"]
+    context = browser.new_context()
+    # No beacon (as when the browser refuses one): the snippet falls back to fetch,
+    # which can see a failure.
+    context.add_init_script("navigator.sendBeacon = function () { return false; };")
+    answered: list[int] = []
+
+    def collector(route: Any) -> None:
+        if route.request.method == "POST" and not answered:
+            answered.append(503)
+            route.fulfill(status=503, body="down for a moment")
+            return
+        answered.append(0)
+        route.continue_()
+
+    context.route(f"http://127.0.0.1:{port}/collect", collector)
+    page = context.new_page()
+    page.goto(f"{origin}/landing.html")
+    _loaded(page)
+    page.wait_for_function("localStorage.getItem('_lsretry') !== null")
+    assert answered == [503]
+    visitor = _visitor_id(page)
+    page.goto(f"{origin}/pricing.html")
+    _loaded(page)
+    page.evaluate("leadsync('flush')")
+    seen = _wait_for(
+        lambda: (v := visitors.visitor(store, "www", visitor)) and len(v["page_views"]) >= 2 and v
+    )
+    pages = sorted(v["url"].rsplit("/", 1)[1] for v in seen["page_views"])
+    assert pages == ["landing.html", "pricing.html"]
+    assert page.evaluate("localStorage.getItem('_lsretry')") is None  # sent once, not kept
