@@ -51,6 +51,7 @@ GROUPS: dict[str, typer.Typer] = {
     "audiences": typer.Typer(
         help="Custom audiences on the ad platform: plan, push, status.", no_args_is_help=True
     ),
+    "webtag": typer.Typer(help="The web tag: the snippet for your site.", no_args_is_help=True),
 }
 for _name, _group in GROUPS.items():
     app.add_typer(_group, name=_name)

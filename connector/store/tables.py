@@ -449,3 +449,55 @@ system_links = Table(
     UniqueConstraint("system", "external_id"),
     Index(None, "contact_id"),
 )
+
+# -- web tag: visitors of the company's site and their page views (0010) ---------------
+
+# JSON that can be SQL NULL, so `coalesce(new, old)` keeps the last value seen.
+NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+# A browser the web tag saw, by its first-party visitor id on one site. `contact_id` is
+# set once the visitor identifies (a form, an `identify` call); visitors who never do
+# stay anonymous and are deleted after `webtag.anonymous_retention_days`. fbc/fbp are
+# the latest Meta click and browser ids seen (they change across sessions: the latest
+# is the one to send).
+web_visitors = Table(
+    "web_visitors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    Column("visitor", String(64), nullable=False),
+    Column("contact_id", Integer, ForeignKey("contacts.id")),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Column("identified_at", UTCDateTime()),
+    Column("fbc", Text),
+    Column("fbp", Text),
+    # The UTM parameters of the latest visit that carried any (last touch).
+    Column("utm", NullableJson),
+    UniqueConstraint("site", "visitor"),
+    Index(None, "contact_id"),
+    Index(None, "last_seen"),
+)
+
+# Every page view, keyed by the event id the snippet gave it, so a retried batch is
+# stored once. A page view of an identified visitor is also an interaction of its
+# contact (kind `page_view`); earlier anonymous ones become interactions when the
+# visitor identifies (`contact_id` is then set here too).
+web_page_views = Table(
+    "web_page_views",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("visitor_id", Integer, ForeignKey("web_visitors.id"), nullable=False),
+    Column("contact_id", Integer, ForeignKey("contacts.id")),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("referrer", Text),
+    Column("title", Text),
+    Column("utm", NullableJson),
+    Column("fbc", Text),
+    UniqueConstraint("site", "event_id"),
+    Index(None, "visitor_id"),
+)

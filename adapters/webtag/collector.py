@@ -1,0 +1,222 @@
+"""The collector: the daemon's route the snippet posts batches to.
+
+In order, before anything is stored: bots are dropped (204, counted), the client IP's
+rate is checked (429), the site key and the request's Origin must match a configured
+site (403, and no CORS headers for an origin that is not allowed), the body must fit
+(413) and be a batch the snippet would send (400, counted: `leadsync_webtag_requests`
+with outcome `malformed`). Then page views are written through the store's
+`VisitWriter` (group commit) and identifies go to the webhook inbox, where the
+`webtag.identify` job ingests them as leads; the request is answered once both are
+committed, so an acknowledged event is never lost, and the snippet's retry of a batch
+it did not see acknowledged is stored once (event ids).
+
+Preflight (OPTIONS) is answered for allowed origins. The snippet sends `text/plain`
+(a CORS-safelisted type, so browsers send no preflight and `sendBeacon` works); the
+body is parsed as JSON whatever the declared type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any
+
+import orjson
+import structlog
+from prometheus_client import Counter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from adapters.webtag.config import SiteConfig, WebtagConfig
+from adapters.webtag.events import Batch, IdentifyEvent, Malformed, PageViewEvent, moment, parse
+from adapters.webtag.fbparams import click_ids
+from adapters.webtag.limits import RateLimiter
+from connector.ports import Runtime
+from connector.runtime import inbox
+from connector.runtime.metrics import REGISTRY
+from connector.store import visitors
+
+log = structlog.get_logger(__name__)
+
+IDENTIFY_JOB = "webtag.identify"
+
+REQUESTS = Counter(
+    "leadsync_webtag_requests",
+    "Requests to the web tag collector, by site and outcome (accepted, malformed, "
+    "forbidden, too_large, rate_limited, bot). The site is `?` until the key is known.",
+    ["site", "outcome"],
+    registry=REGISTRY,
+)
+EVENTS = Counter(
+    "leadsync_webtag_events",
+    "Events accepted by the collector, by site and kind (page_view, identify, duplicate).",
+    ["site", "kind"],
+    registry=REGISTRY,
+)
+
+
+def snippet_source() -> bytes:
+    """snippet.js as shipped with the adapter."""
+    return files("adapters.webtag").joinpath("snippet.js").read_bytes()
+
+
+def client_ip(request: Request, header: str | None) -> str:
+    """The client's address: the proxy's header (its first address) when configured."""
+    if header:
+        given = request.headers.get(header)
+        if given:
+            return given.split(",", 1)[0].strip()[:64]
+    return request.client.host if request.client else "?"
+
+
+class Collector:
+    """The collector for one config (built again on reload)."""
+
+    def __init__(self, runtime: Runtime, config: WebtagConfig) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.sites = config.site_by_key()
+        self.origins = {o.rstrip("/") for s in config.sites for o in s.allowed_origins}
+        self.bots = re.compile(config.bot_pattern, re.IGNORECASE)
+        self.limiter = RateLimiter(config.rate_per_ip, config.burst_per_ip)
+        self._snippet = snippet_source()
+
+    def routes(self) -> list[Route]:
+        path = self.config.path
+        return [
+            Route(path, self.receive, methods=["POST"]),
+            Route(path, self.preflight, methods=["OPTIONS"]),
+            Route(path.rstrip("/") + "/snippet.js", self.script, methods=["GET"]),
+        ]
+
+    # -- CORS --------------------------------------------------------------------------
+
+    def _cors(self, origin: str | None) -> dict[str, str]:
+        if origin is None or origin.rstrip("/") not in self.origins:
+            return {}
+        # The exact origin, with credentials allowed: sendBeacon always sends in
+        # credentials mode `include`, which refuses a `*`.
+        return {
+            "access-control-allow-origin": origin,
+            "access-control-allow-credentials": "true",
+            "vary": "Origin",
+        }
+
+    async def preflight(self, request: Request) -> Response:
+        headers = self._cors(request.headers.get("origin"))
+        if not headers:
+            return PlainTextResponse("origin not allowed", status_code=403)
+        headers.update(
+            {
+                "access-control-allow-methods": "POST, OPTIONS",
+                "access-control-allow-headers": "content-type",
+                "access-control-max-age": "86400",
+            }
+        )
+        return Response(status_code=204, headers=headers)
+
+    async def script(self, request: Request) -> Response:
+        return Response(
+            self._snippet,
+            media_type="application/javascript",
+            headers={"cache-control": "public, max-age=3600"},
+        )
+
+    # -- events ------------------------------------------------------------------------
+
+    def _refuse(
+        self, site: str, outcome: str, status: int, why: str, cors: dict[str, str]
+    ) -> Response:
+        REQUESTS.labels(site, outcome).inc()
+        return PlainTextResponse(why, status_code=status, headers=cors)
+
+    async def receive(self, request: Request) -> Response:
+        origin = request.headers.get("origin")
+        cors = self._cors(origin)
+        agent = request.headers.get("user-agent") or ""
+        if not agent or self.bots.search(agent):
+            REQUESTS.labels("?", "bot").inc()
+            return Response(status_code=204, headers=cors)
+        if not self.limiter.allow(client_ip(request, self.config.client_ip_header)):
+            return self._refuse("?", "rate_limited", 429, "too many requests", cors)
+        if not cors:
+            return self._refuse("?", "forbidden", 403, "origin not allowed", cors)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.config.max_body:
+            return self._refuse("?", "too_large", 413, "body too large", cors)
+        body = await request.body()
+        if len(body) > self.config.max_body:
+            return self._refuse("?", "too_large", 413, "body too large", cors)
+        try:
+            batch = parse(body, self.config.max_events)
+        except Malformed as exc:
+            return self._refuse("?", "malformed", 400, f"malformed batch: {exc}", cors)
+        site = self.sites.get(batch.site)
+        if site is None:
+            return self._refuse("?", "forbidden", 403, "unknown site key", cors)
+        allowed = {o.rstrip("/") for o in site.allowed_origins}
+        if origin is None or origin.rstrip("/") not in allowed:
+            return self._refuse(site.name, "forbidden", 403, "origin not allowed", cors)
+        stored = await self._store(site, batch)
+        REQUESTS.labels(site.name, "accepted").inc()
+        return JSONResponse({"accepted": stored}, headers=cors)
+
+    async def _store(self, site: SiteConfig, batch: Batch) -> int:
+        received = datetime.now(UTC)
+        views = [
+            _page_view(site, batch.visitor, e, received)
+            for e in batch.events
+            if isinstance(e, PageViewEvent)
+        ]
+        identifies = [e for e in batch.events if isinstance(e, IdentifyEvent)]
+        waits: list[Any] = []
+        if views:
+            waits.append(asyncio.wrap_future(visitors.writer(self.runtime.store).submit(views)))
+        box = inbox.writer(self.runtime.store)
+        for event in identifies:
+            body = orjson.dumps(
+                {
+                    "site": site.name,
+                    "visitor": batch.visitor,
+                    "id": event.id,
+                    "at": moment(event.at, received).isoformat(),
+                    "url": event.url,
+                    "traits": event.traits.model_dump(exclude_none=True),
+                }
+            )
+            waits.append(asyncio.wrap_future(box.submit(self.config.source, body)))
+        results = await asyncio.gather(*waits)
+        new_views = int(results[0]) if views else 0
+        if views:
+            EVENTS.labels(site.name, "page_view").inc(new_views)
+            EVENTS.labels(site.name, "duplicate").inc(len(views) - new_views)
+        if identifies:
+            EVENTS.labels(site.name, "identify").inc(len(identifies))
+            self.runtime.wake(IDENTIFY_JOB)
+        return new_views + len(identifies)
+
+
+def _page_view(
+    site: SiteConfig, visitor: str, event: PageViewEvent, received: datetime
+) -> visitors.PageView:
+    ids = click_ids(event.url, event.fbc, event.fbp)
+    return visitors.PageView(
+        site=site.name,
+        event_id=event.id,
+        visitor=visitor,
+        occurred_at=moment(event.at, received),
+        url=event.url,
+        referrer=event.referrer or None,
+        title=event.title or None,
+        utm=ids.utm,
+        fbc=ids.fbc,
+        fbp=ids.fbp,
+    )
+
+
+def routes(runtime: Runtime, config: WebtagConfig) -> list[Route]:
+    """The collector's routes for the daemon's server."""
+    return Collector(runtime, config).routes()

@@ -1,0 +1,358 @@
+"""Web visitors and their page views: what the web tag's collector stores.
+
+A visitor is a browser by its first-party id on one site. Its page views are kept in
+`web_page_views`, unique by (site, event id), so a batch the snippet sends again is
+stored once. A page view of a visitor linked to a contact is also an interaction of
+that contact (kind `page_view`); when an anonymous visitor identifies, `link_visitor`
+links it and turns its earlier page views into interactions of the contact, in the
+transaction that stored the identifying lead. Visitors who never identify are deleted
+by `purge_anonymous` after the configured retention.
+
+The collector answers thousands of small requests a second, so page views are
+written by a `VisitWriter`: one transaction for everything that arrived while the
+previous one committed (group commit, as `runtime.inbox.GroupWriter` does for webhooks).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from connector.store.engine import Store
+from connector.store.tables import contacts, interactions, leads, web_page_views, web_visitors
+
+PAGE_VIEW = "page_view"
+"""The interaction kind of a page view on a contact's timeline."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """One page view as the collector validated it. `utm` holds only the UTM parameters
+    the URL carried (None: none); `fbc`/`fbp` are Meta's ids as formed for this view."""
+
+    site: str
+    event_id: str
+    visitor: str
+    occurred_at: datetime
+    url: str
+    referrer: str | None = None
+    title: str | None = None
+    utm: dict[str, str] | None = None
+    fbc: str | None = None
+    fbp: str | None = None
+
+
+def _upsert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _visitor_rows(
+    conn: Connection, seen: dict[tuple[str, str], dict[str, Any]]
+) -> dict[tuple[str, str], tuple[int, int | None]]:
+    """Insert or touch visitors; (site, visitor) -> (row id, contact id or None).
+
+    The upsert takes the visitor's row lock, as `link_visitor` does: page views and a
+    link of the same visitor are serialised, so none is left anonymous by a race."""
+    if not seen:
+        return {}
+    t = web_visitors
+    # Rows as executemany parameters, not .values(rows): one statement shape, compiled
+    # once and cached; SQLAlchemy sends them as multi-row INSERTs ("insertmanyvalues").
+    # A 1,000-row .values() cost ~350 ms to compile, every batch.
+    stmt = _upsert(conn)(t)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.c.site, t.c.visitor],
+        set_={
+            "last_seen": stmt.excluded.last_seen,
+            # The latest ids and UTM seen win; a view without them keeps the stored ones.
+            "fbc": func.coalesce(stmt.excluded.fbc, t.c.fbc),
+            "fbp": func.coalesce(stmt.excluded.fbp, t.c.fbp),
+            "utm": func.coalesce(stmt.excluded.utm, t.c.utm),
+        },
+    ).returning(t.c.site, t.c.visitor, t.c.id, t.c.contact_id)
+    rows = conn.execute(stmt, list(seen.values()))
+    return {(r.site, r.visitor): (r.id, r.contact_id) for r in rows}
+
+
+def _live(conn: Connection, ids: set[int]) -> dict[int, int]:
+    """Each contact id -> the live contact it is now (merges leave tombstones one hop
+    from their survivor)."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(contacts.c.id, contacts.c.merged_into).where(contacts.c.id.in_(sorted(ids)))
+    )
+    return {r.id: r.merged_into or r.id for r in rows}
+
+
+def _interaction(view: dict[str, Any], contact_id: int) -> dict[str, Any]:
+    data = {"url": view["url"], "event_id": view["event_id"], "site": view["site"]}
+    for name in ("referrer", "title", "utm", "fbc"):
+        if view.get(name):
+            data[name] = view[name]
+    return {
+        "contact_id": contact_id,
+        "kind": PAGE_VIEW,
+        "occurred_at": view["occurred_at"],
+        "source": "webtag",
+        "data": data,
+    }
+
+
+def record_page_views(conn: Connection, views: Sequence[PageView], now: datetime) -> int:
+    """Store page views in the caller's transaction; returns how many were new (a view
+    whose (site, event id) is already stored is a retry and changes nothing)."""
+    return len(_record(conn, views, now))
+
+
+def _record(conn: Connection, views: Sequence[PageView], now: datetime) -> set[tuple[str, str]]:
+    """`record_page_views`; returns the (site, event id) of the views that were new."""
+    if not views:
+        return set()
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for v in sorted(views, key=lambda v: v.occurred_at):
+        row = seen.setdefault(
+            (v.site, v.visitor),
+            {
+                "site": v.site,
+                "visitor": v.visitor,
+                "first_seen": now,
+                "last_seen": now,
+                "fbc": None,
+                "fbp": None,
+                "utm": None,
+            },
+        )
+        # Later views overwrite earlier ones: the visitor keeps the latest ids and UTM.
+        row["fbc"] = v.fbc or row["fbc"]
+        row["fbp"] = v.fbp or row["fbp"]
+        row["utm"] = v.utm or row["utm"]
+    # Rows in a fixed order: two writers touching the same visitors lock them alike.
+    ordered = dict(sorted(seen.items()))
+    found = _visitor_rows(conn, ordered)
+    rows = []
+    for v in views:
+        visitor_id, contact_id = found[(v.site, v.visitor)]
+        rows.append(
+            {
+                "site": v.site,
+                "event_id": v.event_id,
+                "visitor_id": visitor_id,
+                "contact_id": contact_id,
+                "occurred_at": v.occurred_at,
+                "received_at": now,
+                "url": v.url,
+                "referrer": v.referrer,
+                "title": v.title,
+                "utm": v.utm,
+                "fbc": v.fbc,
+            }
+        )
+    t = web_page_views
+    stmt = (
+        _upsert(conn)(t)
+        .on_conflict_do_nothing(index_elements=[t.c.site, t.c.event_id])
+        .returning(t.c.event_id, t.c.site)
+    )
+    inserted = {(r.site, r.event_id) for r in conn.execute(stmt, _unique_events(rows))}
+    known = [
+        r
+        for r in _unique_events(rows)
+        if r["contact_id"] is not None and (r["site"], r["event_id"]) in inserted
+    ]
+    if known:
+        live = _live(conn, {r["contact_id"] for r in known})
+        conn.execute(insert(interactions), [_interaction(r, live[r["contact_id"]]) for r in known])
+    return inserted
+
+
+def _unique_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # The same event twice in one batch (a retry merged with the original): one row.
+    return list({(r["site"], r["event_id"]): r for r in rows}.values())
+
+
+def link_visitor(conn: Connection, site: str, visitor: str, contact_id: int, now: datetime) -> int:
+    """Link a visitor to a contact (in the caller's transaction: the one that stored
+    the identifying lead) and make its anonymous page views interactions of the contact.
+    Returns how many page views were re-attributed.
+
+    A visitor already linked to another contact (a shared computer) is linked to the
+    new one from now on; the views already attributed stay with the earlier contact."""
+    t = web_visitors
+    stmt = _upsert(conn)(t).values(
+        site=site,
+        visitor=visitor,
+        contact_id=contact_id,
+        first_seen=now,
+        last_seen=now,
+        identified_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.c.site, t.c.visitor],
+        set_={"contact_id": contact_id, "identified_at": now},
+    ).returning(t.c.id)
+    visitor_id = int(conn.execute(stmt).scalar_one())
+    pv = web_page_views
+    anonymous = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(pv)
+            .where(pv.c.visitor_id == visitor_id, pv.c.contact_id.is_(None))
+            .order_by(pv.c.occurred_at, pv.c.id)
+        )
+    ]
+    if not anonymous:
+        return 0
+    conn.execute(insert(interactions), [_interaction(r, contact_id) for r in anonymous])
+    conn.execute(
+        update(pv).where(pv.c.id.in_([r["id"] for r in anonymous])).values(contact_id=contact_id)
+    )
+    return len(anonymous)
+
+
+def contact_of_lead(conn: Connection, source: str, source_id: str) -> int | None:
+    """The live contact a stored lead belongs to (None: no such lead)."""
+    found = conn.execute(
+        select(func.coalesce(contacts.c.merged_into, contacts.c.id))
+        .select_from(leads.join(contacts, contacts.c.id == leads.c.contact_id))
+        .where(leads.c.source == source, leads.c.source_id == source_id)
+    ).scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+def purge_anonymous(store: Store, before: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` visitors never identified and not seen since `before`, with
+    their page views; returns how many visitors went. Small batches: the job runs
+    beside the collector and must not hold the write lock for long."""
+    t, pv = web_visitors, web_page_views
+    with store.engine.begin() as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                select(t.c.id)
+                .where(t.c.contact_id.is_(None), t.c.last_seen < before)
+                .order_by(t.c.id)
+                .limit(limit)
+            )
+        ]
+        if not ids:
+            return 0
+        # Re-checked in the delete: a visitor that identified meanwhile is kept.
+        gone = and_(t.c.id.in_(ids), t.c.contact_id.is_(None), t.c.last_seen < before)
+        conn.execute(delete(pv).where(pv.c.visitor_id.in_(select(t.c.id).where(gone))))
+        return int(conn.execute(delete(t).where(gone)).rowcount)
+
+
+def visitor(store: Store, site: str, visitor_id: str) -> dict[str, Any] | None:
+    """A visitor with its page views (oldest first), or None."""
+    t, pv = web_visitors, web_page_views
+    with store.reader.connect() as conn:
+        row = conn.execute(select(t).where(t.c.site == site, t.c.visitor == visitor_id)).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        out["page_views"] = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(pv).where(pv.c.visitor_id == row.id).order_by(pv.c.occurred_at, pv.c.id)
+            )
+        ]
+        return out
+
+
+def counts(store: Store) -> dict[str, int]:
+    """Visitors (all, identified) and page views stored, for summaries."""
+    t = web_visitors
+    with store.reader.connect() as conn:
+        return {
+            "visitors": int(conn.execute(select(func.count()).select_from(t)).scalar_one()),
+            "identified": int(
+                conn.execute(
+                    select(func.count()).select_from(t).where(t.c.contact_id.is_not(None))
+                ).scalar_one()
+            ),
+            "page_views": int(
+                conn.execute(select(func.count()).select_from(web_page_views)).scalar_one()
+            ),
+        }
+
+
+class VisitWriter:
+    """Writes the page views of concurrent collector requests together: one
+    transaction for everything queued while the previous one committed. A request is
+    answered only once its views are committed, so nothing acknowledged is lost."""
+
+    # Views per transaction: 12 values each stays under SQLite's 32,766 bound values.
+    MAX_BATCH = 1000
+
+    def __init__(self, store: Store, threads: int | None = None) -> None:
+        self.store = store
+        # PostgreSQL takes concurrent writers: while one transaction waits for its
+        # commit (an fsync, a busy server), the next batch is already being written.
+        # SQLite has one write lock, so one thread is all it can use.
+        self.threads = threads or (4 if store.dialect == "postgresql" else 1)
+        self._queue: queue.SimpleQueue[tuple[list[PageView], Future[int]]] = queue.SimpleQueue()
+        self._started = False
+        self._start = threading.Lock()
+
+    def submit(self, views: list[PageView]) -> Future[int]:
+        """Queue views; the future gives how many were new once they are committed."""
+        done: Future[int] = Future()
+        self._queue.put((views, done))
+        if not self._started:
+            with self._start:
+                if not self._started:
+                    for n in range(self.threads):
+                        threading.Thread(
+                            target=self._run, name=f"visit-writer-{n}", daemon=True
+                        ).start()
+                    self._started = True
+        return done
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            size = len(batch[0][0])
+            while size < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+                size += len(batch[-1][0])
+            try:
+                with self.store.engine.begin() as conn:
+                    every = [v for views, _ in batch for v in views]
+                    inserted = _record(conn, every, datetime.now(UTC))
+            except Exception:
+                # One request the store refuses must not fail its neighbours: each is
+                # written alone, and only what still fails is answered with an error.
+                for views, done in batch:
+                    try:
+                        with self.store.engine.begin() as conn:
+                            done.set_result(record_page_views(conn, views, datetime.now(UTC)))
+                    except Exception as exc:
+                        done.set_exception(exc)
+                continue
+            for views, done in batch:
+                done.set_result(sum((v.site, v.event_id) in inserted for v in views))
+
+
+_WRITERS: dict[int, VisitWriter] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def writer(store: Store) -> VisitWriter:
+    """The store's one VisitWriter (made on first use, kept for the process)."""
+    with _WRITERS_LOCK:
+        found = _WRITERS.get(id(store))
+        if found is None:
+            found = _WRITERS[id(store)] = VisitWriter(store)
+        return found
