@@ -11,7 +11,7 @@ Chosen from EXPLAIN of the view `status >= Qualified and source = facebook and s
 Both contacts indexes are partial on live contacts, as every segment query is.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01 13:30:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 
 revision: str = "0009"
 # 0008 is another branch of this wave; the lead re-chains revisions when merging.
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,7 +5,7 @@ contact once it identifies; `web_page_views`: each page view, unique by (site, e
 id) so a retried batch is stored once.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-01 13:00:00
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 from connector.store.tables import UTCDateTime
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """audiences: what was last sent to each custom audience, and each batch's answer
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-01 13:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from connector.store.tables import Json, UTCDateTime
 
 revision: str = "0012"
-down_revision: str | None = "0008"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
