@@ -199,8 +199,6 @@ class StatusPush:
     updated: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     """Contact ids HubSpot does not know (deleted or merged there)."""
-    unmapped: list[tuple[str, str]] = field(default_factory=list)
-    """(contact id, our status) with no HubSpot value in the vocabulary: not sent."""
 
 
 def lead_properties(
@@ -231,13 +229,17 @@ class HubSpotClient:
         stopping: threading.Event | None = None,
         attempts: int = 5,
         backoff: float = 0.5,
+        page: int = PAGE,
+        cap: int = CAP,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall: Callable[[], float] = time.time,
     ) -> None:
         """`clock` and `sleep` pace the scopes, `wall` dates the daily limit (tests pass
-        a fake time)."""
+        a fake time); `page` and `cap` are HubSpot's search page size and result cap
+        (tests pass smaller ones to cross the cap without 10,000 contacts)."""
         self.config, self._wall = config, wall
+        self.page, self.cap = page, cap
         self.usage = DailyUsage(config.daily_limit)
         scopes = {
             "account": Scope("account", clock=clock, sleep=sleep),
@@ -319,7 +321,7 @@ class HubSpotClient:
                     ],
                     "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
                     "properties": wanted,
-                    "limit": min(PAGE, CAP - after),
+                    "limit": min(self.page, self.cap - after),
                 }
                 if after:
                     body["after"] = str(after)
@@ -342,12 +344,12 @@ class HubSpotClient:
                 if following is None:
                     return
                 after = int(following)
-                restart = after >= CAP
+                restart = after >= self.cap
             if first == latest:
                 # A whole 10,000-result query had one timestamp: a restart from it
                 # would read the same window again, forever.
                 raise HubSpotError(
-                    f"more than {CAP} contacts share lastmodifieddate {latest}: HubSpot "
+                    f"more than {self.cap} contacts share lastmodifieddate {latest}: HubSpot "
                     "search cannot page past them"
                 )
             boundary = latest
@@ -387,17 +389,11 @@ class HubSpotClient:
         return out
 
     def push_statuses(self, changes: Sequence[tuple[str, str]]) -> StatusPush:
-        """Set (HubSpot contact id, our status) on the status property, 100 a call.
+        """Set (HubSpot contact id, HubSpot value) on the status property, 100 a call.
         Several changes for one contact: the last one is sent (pass them in order)."""
         prop = self.config.status_property
         result = StatusPush()
-        latest: dict[str, str] = {}
-        for contact_id, status in changes:
-            value = self.config.to_hubspot(status)
-            if value is None:
-                result.unmapped.append((contact_id, status))
-            else:
-                latest[contact_id] = value
+        latest = dict(changes)
         ids = list(latest)
         for start in range(0, len(ids), BATCH_MAX):
             chunk = ids[start : start + BATCH_MAX]

@@ -40,6 +40,27 @@ class HubSpotConfig(BaseModel):
         description="The app's client secret: what X-HubSpot-Signature-v3 on webhook "
         "deliveries is verified with (adapters/hubspot/signature.py).",
     )
+    webhook_path: str = Field(
+        "/webhooks/hubspot",
+        pattern=r"^/",
+        description="Path of the daemon's route for the app's contact.propertyChange "
+        "webhooks (subscribe the status property).",
+    )
+    webhook_url: str | None = Field(
+        None,
+        description="The webhook's public URL exactly as registered in the HubSpot app "
+        "(https://host/webhooks/hubspot): HubSpot signs it, so behind a proxy or TLS "
+        "terminator set it; unset, the URL the daemon received is used.",
+    )
+    poll_every: float = Field(
+        60.0, gt=0, description="Seconds between searches for contacts modified in HubSpot."
+    )
+    lag: float = Field(
+        120.0,
+        ge=0,
+        description="Seconds re-read before the pull's cursor: HubSpot's search index lags "
+        "behind writes, so a contact modified just before a search may appear later.",
+    )
     context_properties: dict[str, str] = Field(
         default_factory=dict,
         description="Lead context field (source, campaign, form...) -> HubSpot contact "
