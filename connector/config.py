@@ -225,6 +225,28 @@ class OutboxConfig(BaseModel):
     batch: int = Field(100, ge=1, le=10000, description="Rows handed to a destination at once.")
 
 
+class SyncConfig(BaseModel):
+    """Two-way status sync (connector.sync.status): how conflicting changes from
+    connected systems, sources and people are decided. The defaults: the newest change
+    by the system's own timestamp wins; automation never lowers rank; terminal statuses
+    change only by a person or an explicit rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    authoritative: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per system, statuses only it decides, e.g. {hubspot: [Won]}: the "
+        "system's change to one of them is accepted whatever its age or rank (an "
+        "explicit rule, so it may leave a terminal status too), and no other system, "
+        "source or person may move a contact into or out of one of them.",
+    )
+    fan_out: bool = Field(
+        True,
+        description="Push accepted status changes and new contacts to every connected "
+        "two-way system (off: the store still decides and records, nothing is sent).",
+    )
+
+
 class LeadsyncConfig(BaseModel):
     """The whole leadsync.yaml. Installed adapters add their own sections (see
     `config_model`)."""
@@ -251,6 +273,9 @@ class LeadsyncConfig(BaseModel):
     )
     outbox: OutboxConfig = Field(
         default_factory=OutboxConfig, description="Delivery of outbound effects."
+    )
+    sync: SyncConfig = Field(
+        default_factory=SyncConfig, description="Two-way status sync and its conflict rules."
     )
     schedules: dict[str, JobSchedule] = Field(
         default_factory=dict,

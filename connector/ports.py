@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib.metadata import entry_points
@@ -164,6 +164,11 @@ class Plugin(Protocol):
     def destinations(self, runtime: Runtime) -> Sequence[Destination]:
         """Where outbox rows go (a CRM's status API, an audience), by `Destination.name`."""
 
+    def status_systems(self, config: Any) -> list[str]:
+        """The two-way systems (`StatusSystem.name`) this configuration connects (empty
+        when the adapter's section is absent), so that any process (CLI, import, daemon)
+        knows where status changes fan out without starting the adapter."""
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
@@ -221,3 +226,35 @@ def plugins() -> dict[str, Plugin]:
     for ep in entry_points(group="leadsync.adapters"):
         found[ep.name] = ep.load()
     return found
+
+
+# -- two-way status sync (connector.sync.status) --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusObservation:
+    """A status value seen in a two-way system (pulled or pushed by webhook)."""
+
+    system: str
+    """The system's name ("hubspot"), as its `StatusSystem.name`."""
+    external_id: str
+    """The system's record id (a HubSpot contact id)."""
+    value: str | None
+    """The system's own word as given ("OPEN", "customer"); None: the value was cleared."""
+    changed_at: datetime
+    """The system's own timestamp for this value (aware, UTC): the recency rule's clock."""
+    by_person: bool
+    """A person changed it there (False: automation, an integration, or not known)."""
+    actor: str | None = None
+    """Who, as the system names them (a user id), never PII; kept in the history."""
+    identity: Mapping[str, str] = field(default_factory=dict)
+    """email/phone/first_name/last_name: finds the contact when no link exists yet."""
+
+
+@runtime_checkable
+class StatusSystem(Destination, Protocol):
+    """A system whose status we read and write (a CRM, a sheet). `deliver` pushes the
+    outbox rows of kinds "status" and "contact" to it; after a push it records what it
+    wrote with `connector.sync.links.record_written` (the echo check reads it)."""
+
+    name: str

@@ -15,7 +15,7 @@ from connector.identity import ContactState, absorb
 from connector.model import STANDARD_FIELDS
 from connector.statuses import UNKNOWN
 from connector.store import issues
-from connector.store.bulk import among
+from connector.store.bulk import among, reserve_ids
 from connector.store.engine import Store
 from connector.store.ingest import (
     StaleRead,
@@ -34,7 +34,9 @@ from connector.store.tables import (
     quarantine,
     status_history,
     statuses,
+    system_links,
 )
+from connector.sync import changes
 
 # Advisory lock key for recording the catalogue ("leadsync" in ASCII, as an int64).
 CATALOGUE_LOCK = 0x6C65616473796E63
@@ -90,7 +92,18 @@ def apply_catalogue(store: Store) -> None:
                 .all()
             )
             if moved:
-                _move(conn, moved, status_id, UNKNOWN, "catalogue: status deleted", None, now)
+                _move(
+                    conn,
+                    moved,
+                    status_id,
+                    UNKNOWN,
+                    "catalogue: status deleted",
+                    None,
+                    now,
+                    rule="status-deleted",
+                )
+                if changes.listening(conn):
+                    changes.emit(conn, [changes.StatusDeleted(status_id, tuple(moved))], now)
         conn.execute(delete(statuses))
         conn.execute(
             insert(statuses),
@@ -109,26 +122,43 @@ def _move(
     origin: str,
     actor: str | None,
     now: datetime,
+    rule: str | None = None,
 ) -> None:
+    """Move contacts to `to_status`, in the history and the change feed."""
     conn.execute(
         update(contacts)
         .where(contacts.c.id.in_(ids))
         .values(status=to_status, status_changed_at=now, updated_at=now)
     )
-    conn.execute(
-        insert(status_history),
-        [
-            {
-                "contact_id": i,
-                "from_status": from_status,
-                "to_status": to_status,
-                "origin": origin,
-                "actor": actor,
-                "at": now,
-            }
-            for i in ids
-        ],
-    )
+    rows: list[dict[str, Any]] = [
+        {
+            "contact_id": i,
+            "from_status": from_status,
+            "to_status": to_status,
+            "origin": origin,
+            "actor": actor,
+            "at": now,
+            "rule": rule,
+        }
+        for i in ids
+    ]
+    feed = changes.listening(conn)
+    if feed:
+        # The feed names history rows (outbox keys): ids reserved up front.
+        for row, history_id in zip(rows, reserve_ids(conn, status_history, len(rows)), strict=True):
+            row["id"] = history_id
+    conn.execute(insert(status_history), rows)
+    if feed:
+        changes.emit(
+            conn,
+            [
+                changes.StatusChanged(
+                    r["contact_id"], r["id"], from_status, to_status, origin, actor, rule, now
+                )
+                for r in rows
+            ],
+            now,
+        )
 
 
 def live_id(conn: Connection, contact_id: int) -> int:
@@ -277,7 +307,7 @@ def set_status(store: Store, contact_id: int, status: str | int, actor: str | No
     with store.engine.begin() as conn:
         [state] = _locked_live(conn, [contact_id]).values()
         if state.status != target.id:
-            _move(conn, [state.id], state.status, target.id, "person", actor, now)
+            _move(conn, [state.id], state.status, target.id, "person", actor, now, "person")
             conn.execute(
                 update(contacts).where(contacts.c.id == state.id).values(person_changed_at=now)
             )
@@ -331,7 +361,9 @@ def merge_contacts(store: Store, survivor: int, absorbed: int, actor: str | None
             )
         taken = absorb(keep, gone, newer_wins=False)
         _write_state(conn, keep, now, person_changed_at=now)
-        merge_rows(conn, gone.id, keep.id, now, actor=actor, rule="person", taken=taken)
+        merge_id = merge_rows(conn, gone.id, keep.id, now, actor=actor, rule="person", taken=taken)
+        if changes.listening(conn):
+            changes.emit(conn, [changes.Merged(keep.id, gone.id, merge_id, "person")], now)
         return keep.id
 
 
@@ -362,6 +394,7 @@ def unmerge(store: Store, contact_id: int, actor: str | None) -> tuple[int, int]
             (leads, leads.c.id, "leads"),
             (interactions, interactions.c.id, "interactions"),
             (status_history, status_history.c.id, "status_history"),
+            (system_links, system_links.c.id, "system_links"),
         ):
             moved = detail.get(name) or []
             for cond in among(conn, pk, moved):
@@ -406,6 +439,8 @@ def unmerge(store: Store, contact_id: int, actor: str | None) -> tuple[int, int]
             .where(merge_log.c.id == entry.id)
             .values(undone_at=now, undone_by=actor)
         )
+        if changes.listening(conn):
+            changes.emit(conn, [changes.Unmerged(contact_id, survivor.id, entry.id)], now)
         return contact_id, survivor.id
 
 

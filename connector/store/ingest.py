@@ -25,7 +25,9 @@ from connector.store.tables import (
     possible_duplicates,
     quarantine,
     status_history,
+    system_links,
 )
+from connector.sync import changes
 
 # A batch whose contacts a concurrent merge turned into tombstones reads its keys
 # again; each round follows merges that committed meanwhile, so a few always suffice.
@@ -132,6 +134,7 @@ def merge_rows(
         ("leads", leads),
         ("interactions", interactions),
         ("status_history", status_history),
+        ("system_links", system_links),
     ):
         detail[name] = _moved(conn, table, absorbed, survivor)
     # Earlier tombstones follow, so merged_into is always one hop from a live contact.
@@ -193,15 +196,19 @@ def merge_rows(
     )
 
 
-def write_history(conn: Connection, entries: Sequence[tuple[Any, ...]]) -> None:
+_HISTORY_COLUMNS = ("contact_id", "from_status", "to_status", "origin", "actor", "at")
+
+
+def write_history(
+    conn: Connection, entries: Sequence[tuple[Any, ...]], ids: Sequence[int] | None = None
+) -> None:
     """Record status changes, as (contact_id, from_status, to_status, origin, actor, at)
-    tuples. Every status change, by a source or a person, is written through here."""
-    insert_values(
-        conn,
-        status_history,
-        ("contact_id", "from_status", "to_status", "origin", "actor", "at"),
-        entries,
-    )
+    tuples, with `ids` reserved for them when the change feed needs to name them."""
+    if ids is None:
+        insert_values(conn, status_history, _HISTORY_COLUMNS, entries)
+    else:
+        rows = [(i, *e) for i, e in zip(ids, entries, strict=True)]
+        insert_values(conn, status_history, ("id", *_HISTORY_COLUMNS), rows)
 
 
 def flag_duplicates(conn: Connection, pairs: Sequence[tuple[int, int, str]], now: datetime) -> int:
@@ -292,9 +299,12 @@ def _contact_values(state: ContactState, now: datetime) -> tuple[Any, ...]:
 
 
 def apply(conn: Connection, plan: Plan, now: datetime) -> None:
-    """Write a resolver's plan. The caller owns the transaction."""
-    for step in plan.merges:
+    """Write a resolver's plan, and hand its changes to the change feed (only when
+    someone listens: otherwise no event is built). The caller owns the transaction."""
+    merge_ids = [
         merge_rows(conn, step.absorbed, step.survivor, now, None, step.rule, step.taken)
+        for step in plan.merges
+    ]
 
     new = [c for c in plan.contacts.values() if c.new]
     ids = reserve_ids(conn, contacts, len(new))
@@ -358,15 +368,20 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
             ],
         )
 
-    write_history(
-        conn,
-        [
-            (final(h.contact_id), h.from_status, h.to_status, h.origin, None, h.at)
-            for h in plan.history
-        ],
-    )
+    history = [
+        (final(h.contact_id), h.from_status, h.to_status, h.origin, None, h.at)
+        for h in plan.history
+    ]
+    feed = changes.listening(conn)
+    # The feed names history rows (outbox keys): their ids are reserved up front.
+    history_ids = reserve_ids(conn, status_history, len(history)) if feed else None
+    write_history(conn, history, history_ids)
     if plan.duplicates:
         flag_duplicates(conn, [(final(a), final(b), key) for a, b, key in plan.duplicates], now)
+    if feed:
+        from connector.sync.events import from_plan
+
+        changes.emit(conn, from_plan(plan, final, history, history_ids or [], merge_ids), now)
 
 
 _CONTACT_COLUMNS = ("id", *_CONTACT_FIELDS, "created_at")

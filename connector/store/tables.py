@@ -158,6 +158,13 @@ status_history = Table(
     Column("origin", String(128), nullable=False),
     Column("actor", Text),
     Column("at", UTCDateTime(), nullable=False),
+    # The two-way status engine's decisions (0008): the rule that decided, whether the
+    # change was accepted (a rejected one leaves the status as it was: to_status is
+    # what was proposed), the value that lost, and the origin system's own word.
+    Column("rule", String(64)),
+    Column("accepted", Boolean, nullable=False, server_default=text("true")),
+    Column("losing", Text),
+    Column("value", Text),
     Index(None, "contact_id", "at"),
 )
 
@@ -362,4 +369,26 @@ outbox = Table(
         sqlite_where=_PENDING,
         postgresql_where=_PENDING,
     ),
+)
+
+# -- two-way status sync: system_links (connector.sync.links) -------------------------
+
+# (system, external id) <-> contact: which record of a two-way system (a HubSpot contact)
+# is which of our contacts, with the last value seen there (and the system's timestamp
+# for it) and the last value we wrote, which the engine's echo check compares with
+# (0008). Re-keyed by merges and unmerges like the contact's other rows.
+system_links = Table(
+    "system_links",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(128), nullable=False),
+    Column("external_id", String(256), nullable=False),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=False),
+    Column("last_seen_value", Text),
+    Column("last_seen_at", UTCDateTime()),
+    Column("last_written_value", Text),
+    Column("last_written_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("system", "external_id"),
+    Index(None, "contact_id"),
 )
