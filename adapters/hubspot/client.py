@@ -89,6 +89,17 @@ def _code(response: requests.Response) -> str | None:
     return str(found) if found else None
 
 
+def _written_ms(row: Mapping[str, Any]) -> int | None:
+    """When HubSpot says it wrote a batch result: what its webhook's occurredAt and the
+    next search's lastmodifieddate will carry for this write."""
+    props = row.get("properties") or {}
+    value = row.get("updatedAt") or props.get("lastmodifieddate")
+    try:
+        return to_ms(str(value)) if value else None
+    except ValueError:
+        return None
+
+
 def seconds_to_midnight(now: float) -> float:
     """Until the daily limit resets (GUESS: HubSpot resets at midnight in the account's
     time zone; UTC midnight is used, so a pause may end up to a day early or late)."""
@@ -190,6 +201,8 @@ class Upserted:
     email: str
     new: bool
     """True: HubSpot created the contact; False: it updated an existing one."""
+    written_ms: int | None = None
+    """HubSpot's own time of the write (the result's updatedAt), when it said."""
 
 
 @dataclass(slots=True)
@@ -197,6 +210,8 @@ class StatusPush:
     """What a status batch update did."""
 
     updated: list[str] = field(default_factory=list)
+    written_ms: dict[str, int] = field(default_factory=dict)
+    """Per updated id, HubSpot's own time of the write (the result's updatedAt)."""
     missing: list[str] = field(default_factory=list)
     """Contact ids HubSpot does not know (deleted or merged there)."""
 
@@ -385,7 +400,7 @@ class HubSpotClient:
             for row in body.get("results", []):
                 props = row.get("properties") or {}
                 email = str(props.get("email") or "").lower()
-                out.append(Upserted(str(row["id"]), email, bool(row.get("new"))))
+                out.append(Upserted(str(row["id"]), email, bool(row.get("new")), _written_ms(row)))
         return out
 
     def push_statuses(self, changes: Sequence[tuple[str, str]]) -> StatusPush:
@@ -406,7 +421,11 @@ class HubSpotClient:
                 for i in (e.get("context") or {}).get("ids", [])
             }
             result.missing += [i for i in chunk if i in missing]
-            result.updated += [str(r["id"]) for r in body.get("results", [])]
+            for row in body.get("results", []):
+                result.updated.append(str(row["id"]))
+                at = _written_ms(row)
+                if at is not None:
+                    result.written_ms[str(row["id"])] = at
         return result
 
     def read(self, ids: Sequence[str], properties: Sequence[str] = ()) -> list[HubSpotContact]:

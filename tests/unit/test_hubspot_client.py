@@ -238,14 +238,21 @@ def test_a_wrong_token_fails_with_what_to_do(fake: FakeHubSpot, t: FakeTime) -> 
     assert "pat-nope" not in repr(cfg)
 
 
-def test_vocabulary_maps_both_ways_and_rejects_ambiguity() -> None:
-    cfg = HubSpotConfig.model_validate({"token": "x", "portal_id": 1})
-    assert cfg.to_hubspot("Contacted") == "ATTEMPTED_TO_CONTACT"
-    assert cfg.from_hubspot("CONNECTED") == "Contacted"
-    assert cfg.from_hubspot("SOMETHING_CUSTOM") is None
-    with pytest.raises(ValueError, match="maps to both"):
+def test_the_default_vocabulary_follows_the_status_property() -> None:
+    leads = HubSpotConfig.model_validate({"token": "x", "portal_id": 1}).vocabulary
+    assert leads.to_status("CONNECTED") == "Qualified" and leads.to_external("New") == "NEW"
+    assert leads.to_status("SOMETHING_CUSTOM") is None and leads.to_external("Won") is None
+    stages = HubSpotConfig.model_validate(
+        {"token": "x", "portal_id": 1, "status_property": "lifecyclestage"}
+    ).vocabulary
+    assert stages.to_status("customer") == "Won" and stages.to_external("New") == "lead"
+    own = HubSpotConfig.model_validate(
+        {"token": "x", "portal_id": 1, "vocabulary": {"statuses": {"HOT": "Qualified"}}}
+    ).vocabulary
+    assert own.to_external("Qualified") == "HOT" and own.to_status("NEW") is None
+    with pytest.raises(ValueError, match="not one of the values"):
         HubSpotConfig.model_validate(
-            {"token": "x", "portal_id": 1, "vocabulary": {"A": ["X"], "B": ["X"]}}
+            {"token": "x", "portal_id": 1, "vocabulary": {"write": {"New": "NOPE"}}}
         )
 
 
