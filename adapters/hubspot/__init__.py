@@ -99,6 +99,12 @@ class HubSpotPlugin:
         """`leadsync demo`'s first step: nothing to import, but the live part needs the
         demo's store to set a status "in the CLI" (LiveDemo has no store of its own)."""
         self._demo_store = store
+        # Until the daemon connects the fan-out itself (`connector.sync.fanout.connect`
+        # at start), the demo does, so a status set in the CLI reaches HubSpot.
+        from connector.config import SyncConfig
+        from connector.sync import fanout
+
+        fanout.install(("hubspot",), SyncConfig(), store.engine)
         console.print("[bold]HubSpot[/]: an emulated portal with 12 contacts joins the run")
 
     def demo_live(self) -> Any:
