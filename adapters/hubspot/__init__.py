@@ -60,13 +60,19 @@ class HubSpotPlugin:
         from adapters.hubspot.pull import PULL_JOB, pull
         from adapters.hubspot.webhook import DRAIN_JOB
         from connector.pipeline import Pipeline
+        from connector.runtime.daemon import OUTBOX_JOB
 
         region = getattr(runtime.config, "default_region", None)
 
         def run_pull(rt: Runtime) -> dict[str, int]:
             client = self.client(rt, config)
             return pull(
-                rt.store, client, config, default_region=region, stopping=rt.stopping.is_set
+                rt.store,
+                client,
+                config,
+                default_region=region,
+                stopping=rt.stopping.is_set,
+                wake=lambda: rt.wake(OUTBOX_JOB),
             )
 
         def run_drain(rt: Runtime) -> dict[str, int]:

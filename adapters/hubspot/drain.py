@@ -31,10 +31,11 @@ from connector.logs import describe
 from connector.pipeline import Pipeline
 from connector.ports import Runtime, StatusObservation
 from connector.runtime import inbox
+from connector.runtime.daemon import OUTBOX_JOB
 from connector.store import Store
 from connector.store.tables import leads
 from connector.sync import links
-from connector.sync.status import observe
+from connector.sync.status import Decision, observe
 
 log = structlog.get_logger(__name__)
 
@@ -93,13 +94,17 @@ def drain(
         changes = latest((c for _, cs in good for c in cs), config.status_property)
         try:
             ids = [d.id for d, _ in good]
-            read = settle(store, client, config, pipeline(), changes, ids, clock)
+            read, decided = settle(store, client, config, pipeline(), changes, ids, clock)
         except Exception as exc:
             log.warning("hubspot.drain_failed", deliveries=len(good), error=describe(exc))
             died = inbox.fail(store, [(d, describe(exc)) for d, _ in good], attempts)
             if died:
                 log.warning("hubspot.webhook_dead_letters", deliveries=died)
             break  # what failed waits for its backoff, not a hot loop
+        if any(d.history_id is not None for d in decided):
+            # New outbox rows (a change to fan out, a refused one to push back): deliver
+            # now rather than at the outbox job's next tick (every 5 s).
+            runtime.wake(OUTBOX_JOB)
         counts["deliveries"] += len(good)
         counts["changes"] += len(changes)
         counts["read"] += read
@@ -114,9 +119,10 @@ def settle(
     changes: list[PropertyChange],
     delivery_ids: list[int],
     clock: Callable[[], datetime],
-) -> int:
+) -> tuple[int, list[Decision]]:
     """Ingest the contacts not known yet, observe every change and mark the deliveries
-    done, in one transaction; returns how many contacts were read from HubSpot."""
+    done, in one transaction; returns how many contacts were read from HubSpot, and the
+    engine's decisions."""
     ids = [c.contact_id for c in changes]
     with store.reader.connect() as conn:
         have = known(conn, ids)
@@ -125,8 +131,10 @@ def settle(
     props = {c.id: c.properties for c in fetched}
     observed = [to_observation(c, props.get(c.contact_id)) for c in changes]
 
+    decided: list[Decision] = []
+
     def also(conn: Any) -> None:
-        observe(conn, observed, config.vocabulary, clock())
+        decided[:] = observe(conn, observed, config.vocabulary, clock())
         inbox.mark_done(conn, delivery_ids)
 
     if fetched:
@@ -140,4 +148,4 @@ def settle(
     else:
         with store.engine.begin() as conn:
             also(conn)
-    return len(fetched)
+    return len(fetched), decided

@@ -39,7 +39,7 @@ from connector.pipeline import Pipeline
 from connector.ports import StatusObservation
 from connector.store import Store
 from connector.store.ingest import load_cursor, save_cursor
-from connector.sync.status import observe
+from connector.sync.status import Decision, observe
 
 PULL_JOB = "hubspot.pull"
 STREAM = "contacts"
@@ -78,9 +78,11 @@ def pull(
     default_region: str | None = None,
     stopping: Callable[[], bool] = lambda: False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    wake: Callable[[], None] = lambda: None,
 ) -> dict[str, int]:
     """One run: every contact modified since the cursor (minus the lag), page by page;
-    counts for the daemon's log."""
+    counts for the daemon's log. `wake` is called after a page that wrote outbox rows
+    (the daemon's outbox job then delivers at once)."""
     with store.engine.begin() as conn:
         cursor = load_cursor(conn, SOURCE, STREAM)
     since = None
@@ -95,7 +97,8 @@ def pull(
             newest = max(newest, cursor["ms"])  # a lag re-read never moves it back
         cursor = {"ms": newest}
         observed = [observation(c, config) for c in page]
-        commit(store, pipeline, page, observed, cursor, config, clock)
+        if commit(store, pipeline, page, observed, cursor, config, clock):
+            wake()
         counts["contacts"] += len(page)
         counts["pages"] += 1
         counts["observed"] += len(observed)
@@ -112,15 +115,18 @@ def commit(
     cursor: dict[str, Any],
     config: HubSpotConfig,
     clock: Callable[[], datetime],
-) -> None:
+) -> bool:
     """Leads, cursor and observations in the pipeline's one transaction (the
-    observations after the leads: the engine finds each contact by its lead)."""
+    observations after the leads: the engine finds each contact by its lead). True if
+    the engine recorded a decision (and so may have written outbox rows)."""
+    decided: list[Decision] = []
 
     def also(conn: Any) -> None:
         now = clock()
         save_cursor(conn, SOURCE, STREAM, cursor, now)
-        observe(conn, observed, config.vocabulary, now)
+        decided[:] = observe(conn, observed, config.vocabulary, now)
 
     prop, words = config.status_property, config.vocabulary
     found = [to_lead(c, status_of(c.properties.get(prop), words, store.catalogue)) for c in page]
-    pipeline.ingest(SOURCE, found, {"source": SOURCE}, also=also)
+    stats = pipeline.ingest(SOURCE, found, {"source": SOURCE}, also=also)
+    return stats.created > 0 or any(d.history_id is not None for d in decided)

@@ -170,6 +170,7 @@ def test_webhooks_duplicated_and_reordered_settle_on_the_newest(
     # One delivery per claim: the newest arrives first, the older ones are stale after it.
     got = drain(runtime, client, config, pipeline, limit=1)
     assert got["deliveries"] >= 4
+    assert runtime.woken[-1] == "outbox.deliver"  # the fan-out is delivered at once
     assert status_of(hub, str(known.id)) == "Qualified"
     assert status_of(hub, str(new.id)) == "Negotiating"
     assert fake.calls["read"] == reads + 1  # Bo only, once
