@@ -85,6 +85,8 @@ class HubSpotDestination:
         for row in rows:
             if row.kind not in ("contact", "status"):
                 results[row.id] = Failed(f"HubSpot does not take outbox rows of kind {row.kind}")
+        # (row, email, properties, status value); a "contact" row's value is written only
+        # if HubSpot creates the contact (see `_upsert`), a "status" row's always.
         upserts: list[tuple[OutboxRow, str, dict[str, str], str | None]] = []
         for row in contacts:
             payload = _mapping(row.payload)
@@ -94,10 +96,7 @@ class HubSpotDestination:
                 results[row.id] = Failed(NO_EMAIL)
                 continue
             props = lead_properties({**fields, **ident}, _mapping(payload.get("lead")), self.config)
-            value = self._external(payload.get("status"))
-            if value is not None:
-                props[self.config.status_property] = value
-            upserts.append((row, email, props, value))
+            upserts.append((row, email, props, self._external(payload.get("status"))))
         updates: list[tuple[OutboxRow, list[str], str]] = []
         with self.store.reader.connect() as conn:
             for row in statuses:
@@ -137,19 +136,48 @@ class HubSpotDestination:
                         "contact has no email to find it by"
                     )
         if upserts:
-            done = self.client.upsert([ContactInput(e, p) for _, e, p, _ in upserts])
-            by_email = {u.email: u for u in done}
-            self.created += sum(u.new for u in done)
-            for row, email, _, value in upserts:
-                found = by_email.get(email.strip().lower())
-                assert row.contact_id is not None
-                if found is None:
-                    results[row.id] = Retry("HubSpot's upsert answer left this email out")
-                    continue
-                written.append((row.contact_id, found.id, value, found.written_ms))
-                results[row.id] = Delivered()
+            written += self._upsert(upserts, results)
         self._record(written)
         return [results[r.id] for r in rows]
+
+    def _upsert(
+        self,
+        upserts: list[tuple[OutboxRow, str, dict[str, str], str | None]],
+        results: dict[int, DeliveryResult],
+    ) -> list[tuple[int, str, str | None, int | None]]:
+        """Upsert by email. A new contact's status is not sent with it: HubSpot may
+        already have the person (matched by email), with a status someone set there,
+        which the engine must weigh rather than have overwritten. So the status of a
+        "contact" row follows in one batch update only for the contacts HubSpot
+        created; for one it had, only the link is recorded and its own status arrives by
+        webhook or pull. A "status" row's value is sent with its upsert."""
+        prop = self.config.status_property
+        inputs = [
+            ContactInput(e, {**p, prop: v} if r.kind == "status" and v else p)
+            for r, e, p, v in upserts
+        ]
+        done = self.client.upsert(inputs)
+        by_email = {u.email: u for u in done}
+        self.created += sum(u.new for u in done)
+        written: list[tuple[int, str, str | None, int | None]] = []
+        follow: list[tuple[int, str, str]] = []
+        for row, email, _, value in upserts:
+            found = by_email.get(email.strip().lower())
+            assert row.contact_id is not None
+            if found is None:
+                results[row.id] = Retry("HubSpot's upsert answer left this email out")
+                continue
+            results[row.id] = Delivered()
+            if row.kind == "status":
+                written.append((row.contact_id, found.id, value, found.written_ms))
+            elif found.new and value is not None:
+                follow.append((row.contact_id, found.id, value))
+            else:
+                written.append((row.contact_id, found.id, None, None))
+        if follow:
+            pushed = self.client.push_statuses([(i, v) for _, i, v in follow])
+            written += [(c, i, v, pushed.written_ms.get(i)) for c, i, v in follow]
+        return written
 
     def _external(self, status: Any) -> str | None:
         return self.config.vocabulary.to_external(str(status)) if status else None

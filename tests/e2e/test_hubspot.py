@@ -203,7 +203,9 @@ def push_and_echo(fake: FakeHubSpot, hub: Store) -> None:
         [lead(f"r{i}", "csv", email=f"c{i}@example.com", first_name=f"C{i}") for i in range(150)]
         + [lead("nomail", "csv", phone="+60123456789", first_name="Nomail")],
     )
-    fake.add_contact("c0@example.com", firstname="Already there")  # matched by email
+    # Someone HubSpot already has, with a status a rep set: matched by email, linked,
+    # and that status is not overwritten by the store's default.
+    c0 = fake.add_contact("c0@example.com", firstname="Already there", hs_lead_status="CONNECTED")
     for _ in range(2):  # someone else spent the window: the first call is a 429
         fake.limits.take(search=False)
     destination = HubSpotDestination(hub, client, config)
@@ -211,7 +213,10 @@ def push_and_echo(fake: FakeHubSpot, hub: Store) -> None:
     stats = ob.deliver(hub, [destination], settings=settings)
     assert stats.delivered == 150 and stats.failed == 1  # the one without an email
     assert fake.calls["error_429"] >= 1 and fake.calls["upsert"] == 2
+    assert fake.calls["update"] == 2  # the new contacts' statuses: 99 + 50
     assert destination.created == 149  # c0 existed: linked, not created
+    assert c0.properties["hs_lead_status"] == "CONNECTED"
+    assert contact_of(hub, str(c0.id)) > 0
     assert len(fake.portal.contacts) == 150
     c7 = fake.portal.find("c7@example.com", "email")
     assert c7 is not None and c7.properties["hs_lead_status"] == "NEW"
