@@ -22,6 +22,7 @@ from adapters.hubspot.pull import pull
 from adapters.hubspot.push import HubSpotDestination
 from connector.config import OutboxConfig, SyncConfig
 from connector.http import Hooks
+from connector.model import Lead
 from connector.pipeline import Pipeline
 from connector.store import Store
 from connector.store import contacts as cs
@@ -254,3 +255,61 @@ def push_and_echo(fake: FakeHubSpot, hub: Store) -> None:
     drain(runtime, client, config, pipeline)
     assert status_of(hub, str(c7.id)) == "Disqualified"
     assert rows(hub, "other")[-1].payload["status"] == "Disqualified"
+
+
+def test_push_finds_unlinked_and_vanished_contacts_by_email_and_isolates_bad_rows(
+    hub: Store,
+) -> None:
+    with FakeHubSpot(client_secret=SECRET) as fake:
+        config = hs_config(fake, context_properties={"form": "no_such_property"})
+        client = client_of(config, cap=10_000)
+        destination = HubSpotDestination(hub, client, config)
+        Pipeline(hub, default_region="MY", workers=0).ingest(
+            "csv",
+            [
+                lead("a", "csv", email="a@example.com"),
+                lead("b", "csv", email="b@example.com"),
+            ],
+        )
+        [a, b] = sorted(r["id"] for r in cs.list_contacts(hub)[1])
+        with hub.engine.begin() as conn:
+            # The contact rows are set aside: these contacts reach HubSpot by status.
+            conn.execute(outbox.update().values(dead_at=time_now()))
+            links.link(conn, "hubspot", "424242", b)  # a record HubSpot has since deleted
+        set_by_person(hub, a, "Qualified", "ana")
+        set_by_person(hub, b, "Negotiating", "ana")
+        stats = ob.deliver(hub, [destination])
+        assert stats.delivered == 2
+        got_a = fake.portal.find("a@example.com", "email")
+        got_b = fake.portal.find("b@example.com", "email")
+        assert got_a is not None and got_a.properties["hs_lead_status"] == "CONNECTED"
+        assert got_b is not None and got_b.properties["hs_lead_status"] == "OPEN_DEAL"
+        assert contact_of(hub, str(got_a.id)) == a and contact_of(hub, str(got_b.id)) == b
+
+        # A lead context property the portal lacks: HubSpot refuses the batch (400);
+        # each row is then tried alone, and only the bad one fails, with the message.
+        Pipeline(hub, default_region="MY", workers=0).ingest(
+            "form",
+            [
+                Lead(
+                    source="form",
+                    ref="c",
+                    fields={"email": "c@example.com"},
+                    source_id="c",
+                    context={"form": "Contact us"},
+                ),
+                lead("d", "form", email="d@example.com"),
+            ],
+        )
+        stats = ob.deliver(hub, [destination])
+        assert (stats.delivered, stats.failed) == (1, 1)
+        assert fake.portal.find("d@example.com", "email") is not None
+        assert fake.portal.find("c@example.com", "email") is None
+        [dead] = [r for r in rows(hub, "hubspot", "contact") if r.last_error]
+        assert "refused" in dead.last_error
+
+
+def time_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
