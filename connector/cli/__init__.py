@@ -76,6 +76,10 @@ class AppState:
         url = self.store_url or config.store.url
         if existing:
             _refuse_missing_sqlite(url)
+        # Before the store opens: a catalogue change applied at open fans out too.
+        from connector.sync import fanout
+
+        fanout.connect(config)
         return open_store(url, config.catalogue(), identity=config.identity.rules())
 
 

@@ -97,10 +97,12 @@ def contacts_show(
     out.print(table)
     out.print("identities: " + ", ".join(i["key"] for i in data["identities"]))
     history = Table(title="status history")
-    for column in ("at", "from", "to", "origin", "actor"):
+    for column in ("at", "from", "to", "origin", "actor", "rule"):
         history.add_column(column)
     for h in data["status_history"]:
-        history.add_row(h["at"], h["from"] or "", h["to"], h["origin"], h["actor"] or "")
+        to = h["to"] if h["accepted"] else f"{h['to']} (refused)"
+        rule = h["rule"] or ""
+        history.add_row(h["at"], h["from"] or "", to, h["origin"], h["actor"] or "", rule)
     out.print(history)
     leads = Table(title="leads")
     for column in ("source", "ref", "source id", "received"):
@@ -223,7 +225,38 @@ def contacts_set_status(
     status: str = typer.Argument(help="Status name or id."),
     actor: str | None = typer.Option(None, help="Who moves it (kept in the history)."),
 ) -> None:
-    """Move a contact to a status, as a person (any status is allowed)."""
+    """Move a contact to a status, as a person: any status, except one a connected
+    system is authoritative for (sync.authoritative). The change goes to every
+    connected two-way system."""
+    from connector.sync import status as engine
+
     store = state(ctx).store()
-    live = contact_store.set_status(store, contact_id, status, actor)
-    out.print(f"contact {live} is now {store.catalogue.resolve(status).name}")
+    decision = engine.set_by_person(store, contact_id, status, actor)
+    name = store.catalogue.resolve(status).name
+    if not decision.accepted:
+        owner = decision.rule.removeprefix("authoritative:")
+        out.print(
+            f"[red]refused[/]: contact {decision.contact_id} stays {decision.previous}; "
+            f"{owner} decides {name} (sync.authoritative): change it there"
+        )
+        raise typer.Exit(1)
+    out.print(f"contact {decision.contact_id} is now {name}")
+
+
+@GROUPS["contacts"].command("why")
+def contacts_why(
+    ctx: typer.Context,
+    contact_id: int = typer.Argument(help="Contact id."),
+    as_json: bool = typer.Option(False, "--json", help="The explanation as JSON."),
+) -> None:
+    """Why a contact has its status: the decision that set it, and what was refused
+    since, from the status history."""
+    from connector.sync.why import explain
+
+    store = state(ctx).store(existing=True)
+    found = explain(store, contact_id)
+    if as_json:
+        print_json(found)
+        return
+    for line in found["lines"]:
+        out.print(line)

@@ -43,6 +43,10 @@ def run_daemon(
         logs.configure(1)  # the daemon logs at INFO: counts and ids, nothing personal
     app_state = state(ctx)
     config = app_state.config()
+    from connector.sync import fanout
+
+    # Status changes and new contacts fan out to the connected two-way systems.
+    fanout.connect(config)
     store = open_store(
         app_state.store_url or config.store.url,
         config.catalogue(),

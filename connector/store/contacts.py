@@ -234,6 +234,10 @@ def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
                 "origin": h.origin,
                 "actor": h.actor,
                 "at": _iso(h.at),
+                "rule": h.rule,
+                "accepted": h.accepted,
+                "losing": h.losing,
+                "value": h.value,
             }
             for h in conn.execute(
                 select(status_history)

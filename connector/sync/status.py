@@ -9,13 +9,15 @@ adapter's pull job or webhook drain, which commits it with its cursor). Per obse
 2. map the value (unmapped: a field issue naming it, "unmapped"; cleared: "cleared");
 3. drop what is not news: the value we last wrote there ("echo"), a redelivery
    ("duplicate"), a value older than one already seen or than our own later write
-   there ("stale"), the status the contact already has ("unchanged");
+   there ("stale"), the status the contact already has ("unchanged"). An echo of a
+   write the store has since moved past is refused and answered with the store's
+   status (a stale write that landed after the system's own newer change);
 4. judge the change (rules.judge) and record it in status_history, accepted or not,
    with origin (the system), actor, rule, the losing value and the system's own word;
    an accepted change moves the contact and fans out through the change feed; a rejected
    one writes the store's status back to that system so it does not keep showing a
    status the store refused.
-Only decisions about a different status reach the history (steps 1-3 write none), so
+Only decisions about a different status reach the history (the rest write none), so
 the history holds every change and every refusal, not every poll.
 """
 
@@ -335,8 +337,13 @@ def _observe_one(
     if link.last_seen_at is not None and obs.changed_at <= link.last_seen_at:
         same = obs.changed_at == link.last_seen_at and obs.value == link.last_seen_value
         return decided("duplicate" if same else "stale", previous=previous)
-    if link.last_written_at is not None and obs.changed_at < link.last_written_at:
-        # Shown before our later write there, which replaced it.
+    if (
+        link.last_written_at is not None
+        and obs.changed_at <= link.last_written_at
+        and obs.value != link.last_written_value
+    ):
+        # Shown before (or at the moment of) our later write there, which replaced it:
+        # an earlier write of ours coming back, or an edit our write overwrote.
         return decided("stale", previous=previous)
     if obs.value is None:
         seen(True)
@@ -347,7 +354,18 @@ def _observe_one(
         return decided("unmapped", previous=previous)
     if _is_echo(link, obs.value, vocabulary):
         seen(False)
-        return decided("echo", status=proposed.name, previous=previous)
+        if proposed.id == state.status:
+            return decided("echo", status=proposed.name, previous=previous)
+        # Our own write, but the store has moved on since (a change the system itself
+        # made meanwhile was accepted, and this older write landed after it): refused,
+        # and the store's status written back so the system does not keep the old one.
+        losing = f"{obs.value} ({proposed.name})"
+        history_id = record(
+            conn, state, proposed.id, False, obs.system, obs.actor, "echo", losing, obs.value,
+            obs.changed_at, now, obs.by_person,
+        )  # fmt: skip
+        fanout.push_back(conn, obs.system, contact_id, history_id, now)
+        return decided("echo", False, proposed.name, previous, history_id)
     seen(True)
     accepted, rule = judge(
         rules,
