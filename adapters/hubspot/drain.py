@@ -42,7 +42,7 @@ log = structlog.get_logger(__name__)
 
 def known(conn: Connection, ids: list[str]) -> set[str]:
     """The HubSpot ids the store can place: linked, or stored as a hubspot lead."""
-    found = {i for i in ids if links.find(conn, SOURCE, i) is not None}
+    found = set(links.many(conn, SOURCE, ids))
     rest = [i for i in ids if i not in found]
     for start in range(0, len(rest), 500):
         chunk = rest[start : start + 500]
