@@ -139,24 +139,31 @@ def _fan_out(
     linked = links.of_contacts(conn, wanted)
     names = _catalogue(conn)
 
-    def status_row(system: str, contact_id: int, key: str, history_id: int | None) -> None:
+    def status_row(
+        system: str, contact_id: int, key: str, history_id: int | None, to: int | None = None
+    ) -> None:
         row = rows[contact_id]
+        # The status this change moved to (a batch's later change has its own row).
+        to = row.status if to is None else to
         payload = {
-            "status": names.name(row.status),
-            "status_id": row.status,
+            "status": names.name(to),
+            "status_id": to,
             "history_id": history_id,
             "external_ids": linked.get(contact_id, {}).get(system, []),
             "identity": {f: row._mapping[f] for f in IDENTITY if row._mapping[f] is not None},
         }
-        outbox.enqueue(conn, system, "status", key, contact_id, payload, now)
+        effects.append((system, "status", key, contact_id, payload))
 
+    # One INSERT for the batch's effects, in event order (a contact's rows keep it).
+    effects: list[tuple[str, str, str, int | None, Any]] = []
     for e in events:
         if isinstance(e, changes.StatusChanged):
             if e.from_status is None:
                 continue  # a new contact: its "contact" row carries the status
             for system in systems:
                 if system != origin_system(e.origin):
-                    status_row(system, e.contact_id, f"status:{e.history_id}", e.history_id)
+                    key = f"status:{e.history_id}"
+                    status_row(system, e.contact_id, key, e.history_id, e.to_status)
         elif isinstance(e, changes.ContactCreated):
             row = rows[e.contact_id]
             m = row._mapping
@@ -172,7 +179,7 @@ def _fan_out(
             for system in systems:
                 if system != origin_system(e.origin):
                     key = f"contact:{e.contact_id}"
-                    outbox.enqueue(conn, system, "contact", key, e.contact_id, payload, now)
+                    effects.append((system, "contact", key, e.contact_id, payload))
         elif isinstance(e, changes.Merged | changes.Unmerged):
             pairs = [e.survivor] if isinstance(e, changes.Merged) else [e.restored, e.survivor]
             for contact_id in pairs:
@@ -181,6 +188,7 @@ def _fan_out(
                     if system in systems:
                         key = f"status:merge:{e.merge_id}:{contact_id}"
                         status_row(system, contact_id, key, None)
+    outbox.enqueue_many(conn, effects, now)
 
 
 def push_back(

@@ -133,6 +133,44 @@ def enqueue(
     return conn.execute(stmt.returning(_t.c.id)).first() is not None
 
 
+def enqueue_many(
+    conn: Connection,
+    effects: Sequence[tuple[str, str, str, int | None, Any]],
+    now: datetime | None = None,
+) -> int:
+    """`enqueue` for many effects, as (destination, kind, key, contact_id, payload), in
+    one statement (ids follow the given order, so a contact's effects keep it). Returns
+    how many were new (see `enqueue`)."""
+    if not effects:
+        return 0
+    now = now or datetime.now(UTC)
+    values = [
+        {
+            "destination": destination,
+            "kind": kind,
+            "key": key,
+            "payload": payload,
+            "contact_id": contact_id,
+            "created_at": now,
+            "available_at": now,
+            "attempts": 0,
+        }
+        for destination, kind, key, contact_id, payload in effects
+    ]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(_t)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(_t)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["destination", "key"], index_where=_PENDING)
+    # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues")
+    # from one cached statement, rows in the given order.
+    return len(conn.execute(stmt.returning(_t.c.id), values).all())
+
+
 @dataclass(slots=True)
 class DeliveryStats:
     """What deliveries did: counts only (never anything personal)."""
@@ -443,6 +481,7 @@ __all__ = [
     "deliver_batch",
     "depth",
     "enqueue",
+    "enqueue_many",
     "jittered",
     "record",
 ]

@@ -34,7 +34,7 @@ from connector import normalize
 from connector.identity import ContactState
 from connector.model import identity_key
 from connector.ports import StatusObservation
-from connector.statuses import Catalogue, Status, UnknownStatusError
+from connector.statuses import Catalogue, Status
 from connector.store.contacts import live_id
 from connector.store.engine import Store
 from connector.store.ingest import StaleRead, lock_contacts
@@ -45,9 +45,8 @@ from connector.store.tables import (
     quarantine,
     status_history,
     statuses,
-    system_links,
 )
-from connector.sync import changes, fanout, links
+from connector.sync import changes, fanout
 from connector.sync.rules import PERSON, Rules, judge
 from connector.sync.vocabulary import Vocabulary
 
@@ -177,6 +176,7 @@ def record(
     changed_at: datetime,
     now: datetime,
     by_person: bool,
+    pending: list[changes.Event] | None = None,
 ) -> int:
     """Write one decision about a different status: a history row and, if accepted,
     the contact's move and its change-feed event. Returns the history id."""
@@ -214,33 +214,13 @@ def record(
         event = changes.StatusChanged(
             state.id, history_id, state.status, proposed, origin, actor, rule, now
         )
-        changes.emit(conn, [event], now)
+        if pending is None:
+            changes.emit(conn, [event], now)
+        else:
+            pending.append(event)  # the caller emits a batch's events at once
     state.status = proposed
     state.status_changed_at = values["status_changed_at"]
     return history_id
-
-
-def _is_echo(link: links.Link | None, value: str | None, vocabulary: Vocabulary) -> bool:
-    if link is None or link.last_written_value is None or value is None:
-        return False
-    return value == link.last_written_value or (
-        vocabulary.to_status(value) is not None
-        and vocabulary.to_status(value) == vocabulary.to_status(link.last_written_value)
-        and value.casefold() == link.last_written_value.casefold()
-    )
-
-
-def _find(
-    conn: Connection, obs: StatusObservation, link: links.Link | None, now: datetime
-) -> int | None:
-    if link is not None:
-        return link.contact_id
-    found = _by_lead(conn, obs.system, obs.external_id)
-    if found is None and obs.identity:
-        found = _by_identity(conn, obs.identity)
-    if found is not None:
-        links.link(conn, obs.system, obs.external_id, found, now)
-    return found
 
 
 def observe(
@@ -253,149 +233,11 @@ def observe(
     transaction (see the module's docstring); one Decision per observation, in order.
 
     Observations are taken oldest first (by the system's timestamp) whatever order they
-    came in, so a batch of reordered webhooks decides as if they had come in order."""
-    catalogue = catalogue_of(conn)
-    rules = _rules(conn, catalogue)
-    decisions: list[Decision | None] = [None] * len(observations)
-    order = sorted(range(len(observations)), key=lambda i: observations[i].changed_at)
-    by_system: dict[str, dict[str, links.Link]] = {}
-    for system in {o.system for o in observations}:
-        by_system[system] = links.many(
-            conn, system, [o.external_id for o in observations if o.system == system]
-        )
-    for i in order:
-        obs = observations[i]
-        known = by_system[obs.system]
-        decisions[i] = _observe_one(conn, obs, known, vocabulary, catalogue, rules, now)
-    return [d for d in decisions if d is not None]
+    came in, so a batch of reordered webhooks decides as if they had come in order. A
+    batch costs a few statements beside one per decision (sync/observing.py)."""
+    from connector.sync.observing import observe_batch
 
-
-def _observe_one(
-    conn: Connection,
-    obs: StatusObservation,
-    known: dict[str, links.Link],
-    vocabulary: Vocabulary,
-    catalogue: Catalogue,
-    rules: Rules,
-    now: datetime,
-) -> Decision:
-    link = known.get(obs.external_id)
-    contact_id = _find(conn, obs, link, now)
-
-    def decided(
-        rule: str,
-        accepted: bool = False,
-        status: str | None = None,
-        previous: str | None = None,
-        history_id: int | None = None,
-    ) -> Decision:
-        return Decision(
-            obs.system,
-            obs.external_id,
-            contact_id,
-            obs.value,
-            status,
-            previous,
-            accepted,
-            rule,
-            history_id,
-        )
-
-    if contact_id is None:
-        return decided("unknown-contact")
-    if link is None:
-        link = links.many(conn, obs.system, [obs.external_id])[obs.external_id]
-    state = _locked(conn, contact_id)
-    contact_id = state.id
-    previous = catalogue.name(state.status)
-    name = vocabulary.to_status(obs.value)
-    proposed = None
-    if name is not None:
-        try:
-            proposed = catalogue.resolve(name)
-        except UnknownStatusError:
-            proposed = None
-
-    def seen(clear_written: bool) -> None:
-        # What the system shows now; a value that is not our write means the system no
-        # longer shows what we wrote, so that write can no longer come back as an echo.
-        values: dict[str, Any] = {"last_seen_value": obs.value, "last_seen_at": obs.changed_at}
-        if clear_written:
-            values["last_written_value"] = None
-        conn.execute(update(system_links).where(system_links.c.id == link.id).values(**values))
-        known[obs.external_id] = links.Link(
-            link.id,
-            link.system,
-            link.external_id,
-            contact_id,
-            obs.value,
-            obs.changed_at,
-            None if clear_written else link.last_written_value,
-            link.last_written_at,
-        )
-
-    if link.last_seen_at is not None and obs.changed_at <= link.last_seen_at:
-        same = obs.changed_at == link.last_seen_at and obs.value == link.last_seen_value
-        return decided("duplicate" if same else "stale", previous=previous)
-    if (
-        link.last_written_at is not None
-        and obs.changed_at <= link.last_written_at
-        and obs.value != link.last_written_value
-    ):
-        # Shown before (or at the moment of) our later write there, which replaced it:
-        # an earlier write of ours coming back, or an edit our write overwrote.
-        return decided("stale", previous=previous)
-    if obs.value is None:
-        seen(True)
-        return decided("cleared", previous=previous)
-    if proposed is None:
-        _file_unmapped(conn, obs, contact_id, now)
-        seen(True)
-        return decided("unmapped", previous=previous)
-    if _is_echo(link, obs.value, vocabulary):
-        seen(False)
-        if proposed.id == state.status:
-            return decided("echo", status=proposed.name, previous=previous)
-        # Our own write, but the store has moved on since (a change the system itself
-        # made meanwhile was accepted, and this older write landed after it): refused,
-        # and the store's status written back so the system does not keep the old one.
-        losing = f"{obs.value} ({proposed.name})"
-        history_id = record(
-            conn, state, proposed.id, False, obs.system, obs.actor, "echo", losing, obs.value,
-            obs.changed_at, now, obs.by_person,
-        )  # fmt: skip
-        fanout.push_back(conn, obs.system, contact_id, history_id, now)
-        return decided("echo", False, proposed.name, previous, history_id)
-    seen(True)
-    accepted, rule = judge(
-        rules,
-        state.status,
-        state.status_changed_at,
-        proposed.id,
-        obs.system,
-        obs.by_person,
-        obs.changed_at,
-    )
-    if rule == "unchanged":
-        return decided(rule, True, proposed.name, previous)
-    losing = previous if accepted else f"{obs.value} ({proposed.name})"
-    history_id = record(
-        conn,
-        state,
-        proposed.id,
-        accepted,
-        obs.system,
-        obs.actor,
-        rule,
-        losing,
-        obs.value,
-        obs.changed_at,
-        now,
-        obs.by_person,
-    )
-    if not accepted:
-        fanout.push_back(conn, obs.system, contact_id, history_id, now)
-    return decided(rule, accepted, proposed.name, previous, history_id)
+    return observe_batch(conn, observations, vocabulary, now)
 
 
 def set_by_person(
