@@ -1,30 +1,133 @@
-"""HubSpot CRM: the contacts client (adapters/hubspot/client.py), v3 webhook signature
-verification (signature.py), and `leadsync fake hubspot`, a local emulator of the API.
+"""HubSpot CRM, the first two-way system: the `hubspot.pull` and `hubspot.webhooks`
+jobs (HubSpot's contacts and status changes into the store, through the two-way
+engine), the `contact.propertyChange` webhook route, the "hubspot" outbox destination
+(new contacts and accepted status changes out to HubSpot), its part of `leadsync
+demo`, and `leadsync fake hubspot`, a local emulator of the API.
 
-No jobs yet: pulling changes and pushing statuses need the change feed and the
-two-way status engine (connector/sync/status.py), which are not built. A half-wired
-job would write to the store without echo suppression or conflict rules.
+Modules: client (the API, on connector/http.py), signature (v3), events (webhook
+bodies), contacts (a HubSpot contact as a lead), pull, webhook, drain, push, demo;
+fake* (the emulator).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
+from starlette.routing import BaseRoute
 
+from adapters.hubspot.client import HubSpotClient
 from adapters.hubspot.config import HubSpotConfig
-from connector.ports import Job, Runtime
+from connector.model import Lead
+from connector.ports import Destination, Job, Runtime
+from connector.store import Store
+
+
+def section(config: Any) -> HubSpotConfig | None:
+    found = getattr(config, "hubspot", None)
+    return found if isinstance(found, HubSpotConfig) else None
 
 
 class HubSpotPlugin:
     name = "hubspot"
     config_key = "hubspot"
     config_model = HubSpotConfig
+    demo_order = 30
+
+    def __init__(self) -> None:
+        self._clients: dict[int, HubSpotClient] = {}
+        self._demo_store: Store | None = None
+
+    def client(self, runtime: Runtime, config: HubSpotConfig) -> HubSpotClient:
+        """One client per runtime and config: its scopes (search pace, pauses, the
+        daily count) are the account's, shared by the pull, the drain and the push."""
+        key = id(config)
+        if key not in self._clients:
+            self._clients[key] = HubSpotClient(config, stopping=runtime.stopping)
+        return self._clients[key]
+
+    def status_systems(self, config: Any) -> list[str]:
+        """["hubspot"] when the section is configured: the engine fans out to it."""
+        return ["hubspot"] if section(config) is not None else []
 
     def jobs(self, runtime: Runtime) -> Sequence[Job]:
-        """None yet (see the module docstring): a configured section does nothing."""
-        return []
+        config = section(runtime.config)
+        if config is None:
+            return []
+        from adapters.hubspot.drain import drain
+        from adapters.hubspot.pull import PULL_JOB, pull
+        from adapters.hubspot.webhook import DRAIN_JOB
+        from connector.pipeline import Pipeline
+        from connector.runtime.daemon import OUTBOX_JOB
+
+        region = getattr(runtime.config, "default_region", None)
+
+        def run_pull(rt: Runtime) -> dict[str, int]:
+            client = self.client(rt, config)
+            return pull(
+                rt.store,
+                client,
+                config,
+                default_region=region,
+                stopping=rt.stopping.is_set,
+                wake=lambda: rt.wake(OUTBOX_JOB),
+            )
+
+        def run_drain(rt: Runtime) -> dict[str, int]:
+            def pipeline() -> Pipeline:
+                return Pipeline(rt.store, default_region=region, workers=0)
+
+            return drain(rt, self.client(rt, config), config, pipeline)
+
+        jobs = [Job(PULL_JOB, run_pull, every=config.poll_every, jitter=config.poll_every / 10)]
+        if config.webhook_secret is not None:
+            # Deliveries wake this job at once; the interval only sweeps up leftovers.
+            jobs.append(Job(DRAIN_JOB, run_drain, every=30.0))
+        return jobs
+
+    def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
+        from adapters.hubspot.webhook import routes
+
+        config = section(runtime.config)
+        return routes(runtime, config) if config is not None else []
+
+    def destinations(self, runtime: Runtime) -> Sequence[Destination]:
+        config = section(runtime.config)
+        if config is None:
+            return []
+        from adapters.hubspot.push import HubSpotDestination
+
+        return [HubSpotDestination(runtime.store, self.client(runtime, config), config)]
+
+    def demo(self, store: Store, workdir: Path, console: Any) -> None:
+        """`leadsync demo`'s first step: nothing to import, but the live part needs the
+        demo's store to set a status "in the CLI" (LiveDemo has no store of its own)."""
+        self._demo_store = store
+        # Until the daemon connects the fan-out itself (`connector.sync.fanout.connect`
+        # at start), the demo does, so a status set in the CLI reaches HubSpot.
+        from connector.config import SyncConfig
+        from connector.sync import fanout
+
+        fanout.install(("hubspot",), SyncConfig(), store.engine)
+        console.print("[bold]HubSpot[/]: an emulated portal with 12 contacts joins the run")
+
+    def demo_live(self) -> Any:
+        """A HubSpot emulator with contacts, for `leadsync demo`."""
+        from adapters.hubspot.demo import HubSpotDemo
+
+        return HubSpotDemo(self._demo_store)
+
+    def remap(self, raw: Mapping[str, Any], context: Mapping[str, Any], ref: str) -> Lead:
+        """A quarantined HubSpot contact (its properties are the raw record) again."""
+        from adapters.hubspot.client import HubSpotContact, to_ms
+        from adapters.hubspot.contacts import to_lead
+
+        props = {str(k): (None if v is None else str(v)) for k, v in raw.items()}
+        modified = props.get("lastmodifieddate") or "0"
+        contact_id = str(props.get("hs_object_id") or context.get("hubspot_id") or ref)
+        return to_lead(HubSpotContact(contact_id, to_ms(modified), props))
 
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         groups["fake"].command("hubspot")(fake_hubspot)

@@ -89,6 +89,17 @@ def _code(response: requests.Response) -> str | None:
     return str(found) if found else None
 
 
+def _written_ms(row: Mapping[str, Any]) -> int | None:
+    """When HubSpot says it wrote a batch result: what its webhook's occurredAt and the
+    next search's lastmodifieddate will carry for this write."""
+    props = row.get("properties") or {}
+    value = row.get("updatedAt") or props.get("lastmodifieddate")
+    try:
+        return to_ms(str(value)) if value else None
+    except ValueError:
+        return None
+
+
 def seconds_to_midnight(now: float) -> float:
     """Until the daily limit resets (GUESS: HubSpot resets at midnight in the account's
     time zone; UTC midnight is used, so a pause may end up to a day early or late)."""
@@ -190,6 +201,8 @@ class Upserted:
     email: str
     new: bool
     """True: HubSpot created the contact; False: it updated an existing one."""
+    written_ms: int | None = None
+    """HubSpot's own time of the write (the result's updatedAt), when it said."""
 
 
 @dataclass(slots=True)
@@ -197,10 +210,10 @@ class StatusPush:
     """What a status batch update did."""
 
     updated: list[str] = field(default_factory=list)
+    written_ms: dict[str, int] = field(default_factory=dict)
+    """Per updated id, HubSpot's own time of the write (the result's updatedAt)."""
     missing: list[str] = field(default_factory=list)
     """Contact ids HubSpot does not know (deleted or merged there)."""
-    unmapped: list[tuple[str, str]] = field(default_factory=list)
-    """(contact id, our status) with no HubSpot value in the vocabulary: not sent."""
 
 
 def lead_properties(
@@ -231,13 +244,17 @@ class HubSpotClient:
         stopping: threading.Event | None = None,
         attempts: int = 5,
         backoff: float = 0.5,
+        page: int = PAGE,
+        cap: int = CAP,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall: Callable[[], float] = time.time,
     ) -> None:
         """`clock` and `sleep` pace the scopes, `wall` dates the daily limit (tests pass
-        a fake time)."""
+        a fake time); `page` and `cap` are HubSpot's search page size and result cap
+        (tests pass smaller ones to cross the cap without 10,000 contacts)."""
         self.config, self._wall = config, wall
+        self.page, self.cap = page, cap
         self.usage = DailyUsage(config.daily_limit)
         scopes = {
             "account": Scope("account", clock=clock, sleep=sleep),
@@ -319,7 +336,7 @@ class HubSpotClient:
                     ],
                     "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
                     "properties": wanted,
-                    "limit": min(PAGE, CAP - after),
+                    "limit": min(self.page, self.cap - after),
                 }
                 if after:
                     body["after"] = str(after)
@@ -342,12 +359,12 @@ class HubSpotClient:
                 if following is None:
                     return
                 after = int(following)
-                restart = after >= CAP
+                restart = after >= self.cap
             if first == latest:
                 # A whole 10,000-result query had one timestamp: a restart from it
                 # would read the same window again, forever.
                 raise HubSpotError(
-                    f"more than {CAP} contacts share lastmodifieddate {latest}: HubSpot "
+                    f"more than {self.cap} contacts share lastmodifieddate {latest}: HubSpot "
                     "search cannot page past them"
                 )
             boundary = latest
@@ -383,21 +400,15 @@ class HubSpotClient:
             for row in body.get("results", []):
                 props = row.get("properties") or {}
                 email = str(props.get("email") or "").lower()
-                out.append(Upserted(str(row["id"]), email, bool(row.get("new"))))
+                out.append(Upserted(str(row["id"]), email, bool(row.get("new")), _written_ms(row)))
         return out
 
     def push_statuses(self, changes: Sequence[tuple[str, str]]) -> StatusPush:
-        """Set (HubSpot contact id, our status) on the status property, 100 a call.
+        """Set (HubSpot contact id, HubSpot value) on the status property, 100 a call.
         Several changes for one contact: the last one is sent (pass them in order)."""
         prop = self.config.status_property
         result = StatusPush()
-        latest: dict[str, str] = {}
-        for contact_id, status in changes:
-            value = self.config.to_hubspot(status)
-            if value is None:
-                result.unmapped.append((contact_id, status))
-            else:
-                latest[contact_id] = value
+        latest = dict(changes)
         ids = list(latest)
         for start in range(0, len(ids), BATCH_MAX):
             chunk = ids[start : start + BATCH_MAX]
@@ -410,7 +421,11 @@ class HubSpotClient:
                 for i in (e.get("context") or {}).get("ids", [])
             }
             result.missing += [i for i in chunk if i in missing]
-            result.updated += [str(r["id"]) for r in body.get("results", [])]
+            for row in body.get("results", []):
+                result.updated.append(str(row["id"]))
+                at = _written_ms(row)
+                if at is not None:
+                    result.written_ms[str(row["id"])] = at
         return result
 
     def read(self, ids: Sequence[str], properties: Sequence[str] = ()) -> list[HubSpotContact]:

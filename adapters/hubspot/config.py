@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from connector.sync.vocabulary import Vocabulary
+
+# HubSpot's default hs_lead_status options (§G) in leadsync's canonical statuses.
+LEAD_STATUS_WORDS = Vocabulary(
+    statuses={
+        "NEW": "New",
+        "OPEN": "New",
+        "ATTEMPTED_TO_CONTACT": "Reach",
+        "IN_PROGRESS": "Reach",
+        "CONNECTED": "Qualified",
+        "OPEN_DEAL": "Negotiating",
+        "UNQUALIFIED": "Disqualified",
+        "BAD_TIMING": "Disqualified",
+    },
+)
+# HubSpot's default lifecycle stages (§G); `other` means nothing here: unmapped.
+LIFECYCLE_WORDS = Vocabulary(
+    statuses={
+        "subscriber": "New",
+        "lead": "New",
+        "marketingqualifiedlead": "Reach",
+        "salesqualifiedlead": "Qualified",
+        "opportunity": "Negotiating",
+        "customer": "Won",
+        "evangelist": "Won",
+    },
+    write={"New": "lead"},
+)
 
 
 class HubSpotConfig(BaseModel):
@@ -25,20 +54,38 @@ class HubSpotConfig(BaseModel):
     status_property: Literal["hs_lead_status", "lifecyclestage"] = Field(
         "hs_lead_status", description="The contact property that holds the lead's status."
     )
-    vocabulary: dict[str, list[str]] = Field(
-        default_factory=lambda: {
-            "New": ["NEW"],
-            "Contacted": ["ATTEMPTED_TO_CONTACT", "CONNECTED", "OPEN", "IN_PROGRESS"],
-            "Qualified": ["OPEN_DEAL"],
-            "Unqualified": ["UNQUALIFIED", "BAD_TIMING"],
-        },
-        description="Our status -> the HubSpot values that mean it. Read: each value maps "
-        "to its status; written back: the first value of the list.",
+    vocabulary: Vocabulary = Field(
+        default_factory=lambda: LEAD_STATUS_WORDS,
+        description="HubSpot's values of the status property <-> leadsync statuses "
+        "(`statuses`: value -> status, several may map to one; `write`: status -> the one "
+        "value written). Default: HubSpot's default hs_lead_status options, or its "
+        "default lifecycle stages when status_property is lifecyclestage.",
     )
     webhook_secret: SecretStr | None = Field(
         None,
         description="The app's client secret: what X-HubSpot-Signature-v3 on webhook "
         "deliveries is verified with (adapters/hubspot/signature.py).",
+    )
+    webhook_path: str = Field(
+        "/webhooks/hubspot",
+        pattern=r"^/",
+        description="Path of the daemon's route for the app's contact.propertyChange "
+        "webhooks (subscribe the status property).",
+    )
+    webhook_url: str | None = Field(
+        None,
+        description="The webhook's public URL exactly as registered in the HubSpot app "
+        "(https://host/webhooks/hubspot): HubSpot signs it, so behind a proxy or TLS "
+        "terminator set it; unset, the URL the daemon received is used.",
+    )
+    poll_every: float = Field(
+        60.0, gt=0, description="Seconds between searches for contacts modified in HubSpot."
+    )
+    lag: float = Field(
+        120.0,
+        ge=0,
+        description="Seconds re-read before the pull's cursor: HubSpot's search index lags "
+        "behind writes, so a contact modified just before a search may appear later.",
     )
     context_properties: dict[str, str] = Field(
         default_factory=dict,
@@ -56,28 +103,13 @@ class HubSpotConfig(BaseModel):
     )
     timeout: float = Field(30, gt=0, description="Seconds before an API call times out.")
 
-    def to_hubspot(self, status: str) -> str | None:
-        """The value written for our `status` (None: the status is not mapped)."""
-        values = self.vocabulary.get(status)
-        return values[0] if values else None
-
-    def from_hubspot(self, value: str) -> str | None:
-        """Our status for a HubSpot value (None: unmapped, a field issue for the caller)."""
-        for status, values in self.vocabulary.items():
-            if value in values:
-                return status
-        return None
-
-    @model_validator(mode="after")
-    def _one_status_per_value(self) -> HubSpotConfig:
-        seen: dict[str, str] = {}
-        for status, values in self.vocabulary.items():
-            if not values:
-                raise ValueError(f"vocabulary: {status} names no HubSpot value")
-            for value in values:
-                if value in seen:
-                    raise ValueError(
-                        f"vocabulary: {value!r} maps to both {seen[value]} and {status}"
-                    )
-                seen[value] = status
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _default_words(cls, data: Any) -> Any:
+        # The default vocabulary follows the property: lifecycle stages are not lead
+        # statuses, and a map of the wrong property's words would match nothing.
+        if isinstance(data, dict) and data.get("vocabulary") is None:
+            data = {k: v for k, v in data.items() if k != "vocabulary"}
+            if data.get("status_property") == "lifecyclestage":
+                data["vocabulary"] = LIFECYCLE_WORDS
+        return data

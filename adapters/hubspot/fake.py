@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from adapters.hubspot.fake_app import Api, batch_result
+from adapters.hubspot.fake_app import SEARCH_CAP, Api, batch_result
 from adapters.hubspot.fake_limits import Limits
 from adapters.hubspot.fake_state import Contact, HubSpotError, Portal, iso
 from adapters.hubspot.fake_webhooks import Sender
@@ -55,8 +55,12 @@ class FakeHubSpot:
         interval_ms: int = 10_000,
         daily: int = 250_000,
         search_per_second: int = 5,
+        search_cap: int = SEARCH_CAP,
     ) -> None:
+        """`search_cap`: results one search query can page through (HubSpot: 10,000);
+        tests set it lower to cross it cheaply."""
         self.token, self.app_id, self.clock = token, app_id, clock
+        self.search_cap = search_cap
         self.portal = Portal(clock_ms=lambda: int(self.clock() * 1000), portal_id=portal_id)
         self.limits = Limits(
             clock,
@@ -212,7 +216,8 @@ class FakeHubSpot:
             return contact
 
     def control_create(self, email: str, **properties: str) -> dict[str, Any]:
-        return self.add_contact(email, None, **properties).json([*sorted(properties), "email"])
+        contact = self.portal.create({**self.portal.check(properties), "email": email})
+        return contact.json([*sorted(properties), "email"])
 
     def control_change(self, id: str, name: str, value: str) -> dict[str, Any]:
         return self.change(int(id), name, value).json([name, "lastmodifieddate"])

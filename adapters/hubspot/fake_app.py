@@ -177,10 +177,11 @@ class Api:
         if not str(after_text).isdigit():
             raise validation(f"after {after_text!r} is not a valid paging cursor")
         after = int(after_text)
-        if after >= SEARCH_CAP:
+        cap = self.fake.search_cap
+        if after >= cap:
             # GUESS at the text; the status (400) is §G's.
             raise validation(
-                f"Search results are limited to {SEARCH_CAP}; after={after} is past the limit."
+                f"Search results are limited to {cap}; after={after} is past the limit."
             )
         found = self.fake.portal.search(groups, sort)
         query = body.get("query")
@@ -188,7 +189,7 @@ class Api:
             if not isinstance(query, str) or len(query) > 3000:
                 raise validation("query must be a string of at most 3000 characters")
             found = [c for c in found if _matches_query(c, query)]
-        end = min(after + limit, SEARCH_CAP, len(found))
+        end = min(after + limit, cap, len(found))
         page = found[after:end]
         out: dict[str, Any] = {"total": len(found), "results": [c.json(wanted) for c in page]}
         if end < len(found):

@@ -133,15 +133,14 @@ def test_upsert_batches_of_100_with_new_flags_and_context(fake: FakeHubSpot, t: 
     assert [u.new for u in again] == [False]
 
 
-def test_status_push_maps_batches_and_reports_missing(fake: FakeHubSpot, t: FakeTime) -> None:
+def test_status_push_batches_and_reports_missing(fake: FakeHubSpot, t: FakeTime) -> None:
     ids = [str(i) for i in fake.bulk_add(150, start_ms=T0)]
     client = client_for(fake, t)
-    changes = [(i, "Contacted") for i in ids] + [("9999999", "New"), (ids[0], "Vanished")]
-    changes.append((ids[1], "Qualified"))  # a later change of the same contact wins
+    changes = [(i, "ATTEMPTED_TO_CONTACT") for i in ids] + [("9999999", "NEW")]
+    changes.append((ids[1], "OPEN_DEAL"))  # a later change of the same contact wins
     result = client.push_statuses(changes)
     assert fake.calls["update"] == 2
     assert result.missing == ["9999999"]
-    assert result.unmapped == [(ids[0], "Vanished")]
     assert len(result.updated) == 150
     statuses = {c.properties.get("hs_lead_status") for c in fake.portal.contacts.values()}
     assert statuses == {"ATTEMPTED_TO_CONTACT", "OPEN_DEAL"}
@@ -150,8 +149,8 @@ def test_status_push_maps_batches_and_reports_missing(fake: FakeHubSpot, t: Fake
 
 def test_lifecyclestage_can_be_the_status_property(fake: FakeHubSpot, t: FakeTime) -> None:
     [cid] = fake.bulk_add(1, start_ms=T0)
-    client = client_for(fake, t, status_property="lifecyclestage", vocabulary={"Won": ["customer"]})
-    client.push_statuses([(str(cid), "Won")])
+    client = client_for(fake, t, status_property="lifecyclestage")
+    client.push_statuses([(str(cid), "customer")])
     got = client.get(str(cid))
     assert got is not None and got.properties["lifecyclestage"] == "customer"
     assert client.get("123456789") is None
@@ -163,7 +162,7 @@ def test_rate_limit_headers_pause_before_a_429(t: FakeTime) -> None:
         ids = [str(i) for i in fake.bulk_add(700, start_ms=T0)]
         client = client_for(fake, t)
         started = t()
-        client.push_statuses([(i, "New") for i in ids])  # 7 calls, 3 per 2 s
+        client.push_statuses([(i, "NEW") for i in ids])  # 7 calls, 3 per 2 s
         assert fake.calls["update"] == 7 and fake.calls["error_429"] == 0
         assert t() - started >= 4.0  # two full windows waited out
     finally:
@@ -176,7 +175,7 @@ def test_a_429_is_waited_out_and_retried(fake: FakeHubSpot, t: FakeTime) -> None
     for _ in range(fake.limits.max_per_interval):  # someone else spent the window
         fake.limits.take(search=False)
     started = t()
-    assert client.push_statuses([(str(cid), "New")]).updated == [str(cid)]
+    assert client.push_statuses([(str(cid), "NEW")]).updated == [str(cid)]
     assert fake.calls["error_429"] == 1
     assert t() - started >= 10.0  # the interval the header names
     assert client.http.errors["TEN_SECONDLY_ROLLING"] == 1
@@ -239,14 +238,21 @@ def test_a_wrong_token_fails_with_what_to_do(fake: FakeHubSpot, t: FakeTime) -> 
     assert "pat-nope" not in repr(cfg)
 
 
-def test_vocabulary_maps_both_ways_and_rejects_ambiguity() -> None:
-    cfg = HubSpotConfig.model_validate({"token": "x", "portal_id": 1})
-    assert cfg.to_hubspot("Contacted") == "ATTEMPTED_TO_CONTACT"
-    assert cfg.from_hubspot("CONNECTED") == "Contacted"
-    assert cfg.from_hubspot("SOMETHING_CUSTOM") is None
-    with pytest.raises(ValueError, match="maps to both"):
+def test_the_default_vocabulary_follows_the_status_property() -> None:
+    leads = HubSpotConfig.model_validate({"token": "x", "portal_id": 1}).vocabulary
+    assert leads.to_status("CONNECTED") == "Qualified" and leads.to_external("New") == "NEW"
+    assert leads.to_status("SOMETHING_CUSTOM") is None and leads.to_external("Won") is None
+    stages = HubSpotConfig.model_validate(
+        {"token": "x", "portal_id": 1, "status_property": "lifecyclestage"}
+    ).vocabulary
+    assert stages.to_status("customer") == "Won" and stages.to_external("New") == "lead"
+    own = HubSpotConfig.model_validate(
+        {"token": "x", "portal_id": 1, "vocabulary": {"statuses": {"HOT": "Qualified"}}}
+    ).vocabulary
+    assert own.to_external("Qualified") == "HOT" and own.to_status("NEW") is None
+    with pytest.raises(ValueError, match="not one of the values"):
         HubSpotConfig.model_validate(
-            {"token": "x", "portal_id": 1, "vocabulary": {"A": ["X"], "B": ["X"]}}
+            {"token": "x", "portal_id": 1, "vocabulary": {"write": {"New": "NOPE"}}}
         )
 
 
