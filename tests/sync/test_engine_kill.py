@@ -92,7 +92,9 @@ def test_kill_9_between_decision_and_delivery(store_url: str, tmp_path: Path) ->
     final = start(store_url, log, base, kill_p=0.0)
     _, stderr = final.communicate(timeout=300)
     assert final.returncode == 0, stderr.decode()[-2000:]
-    assert kills >= 10, "the kills did not land"
+    # Most runs die by their own hand after a decision (ENGINE_KILL_P) or by ours; the
+    # script runs out after a few, however fast the machine.
+    assert kills >= 4, "the kills did not land"
 
     # Every decision made once, the same as without kills (the cursor commits with it).
     assert decisions(store) == expected
