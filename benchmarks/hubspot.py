@@ -167,11 +167,14 @@ def _wait(what: str, test: Any, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def run(changes: int, rate: float, store_kind: str, pg_url: str) -> dict[str, Any]:
+def run(
+    changes: int, rate: float, store_kind: str, pg_url: str, trace: bool = False
+) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from adapters.hubspot import HubSpotPlugin
     from connector.config import SyncConfig, config_model
+    from connector.runtime import inbox
     from connector.runtime.daemon import Daemon
     from connector.store.tables import outbox, system_links
     from connector.sync import fanout
@@ -219,7 +222,22 @@ def run(changes: int, rate: float, store_kind: str, pg_url: str) -> dict[str, An
         before = parent.recv()["calls"]
         parent.send(("load", f"http://127.0.0.1:{port}/webhooks/hubspot", rate))
         schedule: list[tuple[int, int]] = parent.recv()
-        _wait("every change at the other system", lambda: len(recorder.arrived) >= changes, 900)
+
+        def arrived() -> bool:
+            # Every 5 s, where the changes wait: the inbox (drain behind) or the outbox
+            # (delivery behind); printed with --trace.
+            nonlocal last_trace
+            if trace and time.monotonic() - last_trace >= 5:
+                last_trace = time.monotonic()
+                print(
+                    f"  inbox pending {inbox.pending(store, 'hubspot')}, outbox pending "
+                    f"{count(outbox, *pending)}, arrived {len(recorder.arrived)}",
+                    flush=True,
+                )
+            return len(recorder.arrived) >= changes
+
+        last_trace = 0.0
+        _wait("every change at the other system", arrived, 900)
         parent.send(("stats",))
         after = parent.recv()
         with store.reader.connect() as conn:
@@ -291,6 +309,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="Changes per second.")
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="Its public schema is dropped.")
+    parser.add_argument("--trace", action="store_true", help="Print the backlogs every 5 s.")
     args = parser.parse_args()
     import structlog
 
@@ -298,7 +317,7 @@ def main() -> None:
         wrapper_class=structlog.make_filtering_bound_logger(30)  # warnings only
     )
     print(machine())
-    result = run(args.changes, args.rate, args.store, args.pg_url)
+    result = run(args.changes, args.rate, args.store, args.pg_url, args.trace)
     for key, value in result.items():
         print(f"{key}: {value}")
 
