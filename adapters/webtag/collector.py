@@ -37,7 +37,7 @@ from adapters.webtag.limits import RateLimiter
 from connector.ports import Runtime
 from connector.runtime import inbox
 from connector.runtime.metrics import REGISTRY
-from connector.store import visitors
+from connector.store import visit_writer, visitors
 
 log = structlog.get_logger(__name__)
 
@@ -167,14 +167,14 @@ class Collector:
     async def _store(self, site: SiteConfig, batch: Batch) -> int:
         received = datetime.now(UTC)
         views = [
-            _page_view(site, batch.visitor, e, received)
+            _page_view(site, batch.visitor, e, received, self.config.source)
             for e in batch.events
             if isinstance(e, PageViewEvent)
         ]
         identifies = [e for e in batch.events if isinstance(e, IdentifyEvent)]
         waits: list[Any] = []
         if views:
-            waits.append(asyncio.wrap_future(visitors.writer(self.runtime.store).submit(views)))
+            waits.append(asyncio.wrap_future(visit_writer.writer(self.runtime.store).submit(views)))
         box = inbox.writer(self.runtime.store)
         for event in identifies:
             body = orjson.dumps(
@@ -200,7 +200,7 @@ class Collector:
 
 
 def _page_view(
-    site: SiteConfig, visitor: str, event: PageViewEvent, received: datetime
+    site: SiteConfig, visitor: str, event: PageViewEvent, received: datetime, source: str
 ) -> visitors.PageView:
     ids = click_ids(event.url, event.fbc, event.fbp)
     return visitors.PageView(
@@ -214,6 +214,7 @@ def _page_view(
         utm=ids.utm,
         fbc=ids.fbc,
         fbp=ids.fbp,
+        source=source,
     )
 
 

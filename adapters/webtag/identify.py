@@ -67,7 +67,9 @@ def _linker(item: dict[str, Any], source: str, ids: list[int]) -> Callable[[Conn
     def link(conn: Connection) -> None:
         contact = visitors.contact_of_lead(conn, source, f"{item['site']}:{item['id']}")
         if contact is not None:  # None: the lead was quarantined (nothing identifies)
-            visitors.link_visitor(conn, item["site"], item["visitor"], contact, datetime.now(UTC))
+            visitors.link_visitor(
+                conn, item["site"], item["visitor"], contact, datetime.now(UTC), source
+            )
         inbox.mark_done(conn, ids)
 
     return link

@@ -8,19 +8,14 @@ links it and turns its earlier page views into interactions of the contact, in t
 transaction that stored the identifying lead. Visitors who never identify are deleted
 by `purge_anonymous` after the configured retention.
 
-The collector answers thousands of small requests a second, so page views are
-written by a `VisitWriter`: one transaction for everything that arrived while the
-previous one committed (group commit, as `runtime.inbox.GroupWriter` does for webhooks).
+The collector writes page views through `store.visit_writer` (group commit).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
@@ -48,6 +43,8 @@ class PageView:
     utm: dict[str, str] | None = None
     fbc: str | None = None
     fbp: str | None = None
+    source: str = "webtag"
+    """The source name the contact's `page_view` interactions carry."""
 
 
 def _upsert(conn: Connection) -> Any:
@@ -93,7 +90,7 @@ def _live(conn: Connection, ids: set[int]) -> dict[int, int]:
     return {r.id: r.merged_into or r.id for r in rows}
 
 
-def _interaction(view: dict[str, Any], contact_id: int) -> dict[str, Any]:
+def _interaction(view: dict[str, Any], contact_id: int, source: str) -> dict[str, Any]:
     data = {"url": view["url"], "event_id": view["event_id"], "site": view["site"]}
     for name in ("referrer", "title", "utm", "fbc"):
         if view.get(name):
@@ -102,7 +99,7 @@ def _interaction(view: dict[str, Any], contact_id: int) -> dict[str, Any]:
         "contact_id": contact_id,
         "kind": PAGE_VIEW,
         "occurred_at": view["occurred_at"],
-        "source": "webtag",
+        "source": source,
         "data": data,
     }
 
@@ -110,11 +107,11 @@ def _interaction(view: dict[str, Any], contact_id: int) -> dict[str, Any]:
 def record_page_views(conn: Connection, views: Sequence[PageView], now: datetime) -> int:
     """Store page views in the caller's transaction; returns how many were new (a view
     whose (site, event id) is already stored is a retry and changes nothing)."""
-    return len(_record(conn, views, now))
+    return len(record_new(conn, views, now))
 
 
-def _record(conn: Connection, views: Sequence[PageView], now: datetime) -> set[tuple[str, str]]:
-    """`record_page_views`; returns the (site, event id) of the views that were new."""
+def record_new(conn: Connection, views: Sequence[PageView], now: datetime) -> set[tuple[str, str]]:
+    """`record_page_views`, returning the (site, event id) of the views that were new."""
     if not views:
         return set()
     seen: dict[tuple[str, str], dict[str, Any]] = {}
@@ -170,7 +167,14 @@ def _record(conn: Connection, views: Sequence[PageView], now: datetime) -> set[t
     ]
     if known:
         live = _live(conn, {r["contact_id"] for r in known})
-        conn.execute(insert(interactions), [_interaction(r, live[r["contact_id"]]) for r in known])
+        source = {(v.site, v.event_id): v.source for v in views}
+        conn.execute(
+            insert(interactions),
+            [
+                _interaction(r, live[r["contact_id"]], source[(r["site"], r["event_id"])])
+                for r in known
+            ],
+        )
     return inserted
 
 
@@ -179,10 +183,17 @@ def _unique_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list({(r["site"], r["event_id"]): r for r in rows}.values())
 
 
-def link_visitor(conn: Connection, site: str, visitor: str, contact_id: int, now: datetime) -> int:
+def link_visitor(
+    conn: Connection,
+    site: str,
+    visitor: str,
+    contact_id: int,
+    now: datetime,
+    source: str = "webtag",
+) -> int:
     """Link a visitor to a contact (in the caller's transaction: the one that stored
     the identifying lead) and make its anonymous page views interactions of the contact.
-    Returns how many page views were re-attributed.
+    Returns how many page views were re-attributed (as interactions of `source`).
 
     A visitor already linked to another contact (a shared computer) is linked to the
     new one from now on; the views already attributed stay with the earlier contact."""
@@ -211,7 +222,7 @@ def link_visitor(conn: Connection, site: str, visitor: str, contact_id: int, now
     ]
     if not anonymous:
         return 0
-    conn.execute(insert(interactions), [_interaction(r, contact_id) for r in anonymous])
+    conn.execute(insert(interactions), [_interaction(r, contact_id, source) for r in anonymous])
     conn.execute(
         update(pv).where(pv.c.id.in_([r["id"] for r in anonymous])).values(contact_id=contact_id)
     )
@@ -283,76 +294,3 @@ def counts(store: Store) -> dict[str, int]:
                 conn.execute(select(func.count()).select_from(web_page_views)).scalar_one()
             ),
         }
-
-
-class VisitWriter:
-    """Writes the page views of concurrent collector requests together: one
-    transaction for everything queued while the previous one committed. A request is
-    answered only once its views are committed, so nothing acknowledged is lost."""
-
-    # Views per transaction: 12 values each stays under SQLite's 32,766 bound values.
-    MAX_BATCH = 1000
-
-    def __init__(self, store: Store, threads: int | None = None) -> None:
-        self.store = store
-        # PostgreSQL takes concurrent writers: while one transaction waits for its
-        # commit (an fsync, a busy server), the next batch is already being written.
-        # SQLite has one write lock, so one thread is all it can use.
-        self.threads = threads or (4 if store.dialect == "postgresql" else 1)
-        self._queue: queue.SimpleQueue[tuple[list[PageView], Future[int]]] = queue.SimpleQueue()
-        self._started = False
-        self._start = threading.Lock()
-
-    def submit(self, views: list[PageView]) -> Future[int]:
-        """Queue views; the future gives how many were new once they are committed."""
-        done: Future[int] = Future()
-        self._queue.put((views, done))
-        if not self._started:
-            with self._start:
-                if not self._started:
-                    for n in range(self.threads):
-                        threading.Thread(
-                            target=self._run, name=f"visit-writer-{n}", daemon=True
-                        ).start()
-                    self._started = True
-        return done
-
-    def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            size = len(batch[0][0])
-            while size < self.MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-                size += len(batch[-1][0])
-            try:
-                with self.store.engine.begin() as conn:
-                    every = [v for views, _ in batch for v in views]
-                    inserted = _record(conn, every, datetime.now(UTC))
-            except Exception:
-                # One request the store refuses must not fail its neighbours: each is
-                # written alone, and only what still fails is answered with an error.
-                for views, done in batch:
-                    try:
-                        with self.store.engine.begin() as conn:
-                            done.set_result(record_page_views(conn, views, datetime.now(UTC)))
-                    except Exception as exc:
-                        done.set_exception(exc)
-                continue
-            for views, done in batch:
-                done.set_result(sum((v.site, v.event_id) in inserted for v in views))
-
-
-_WRITERS: dict[int, VisitWriter] = {}
-_WRITERS_LOCK = threading.Lock()
-
-
-def writer(store: Store) -> VisitWriter:
-    """The store's one VisitWriter (made on first use, kept for the process)."""
-    with _WRITERS_LOCK:
-        found = _WRITERS.get(id(store))
-        if found is None:
-            found = _WRITERS[id(store)] = VisitWriter(store)
-        return found
