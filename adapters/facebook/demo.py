@@ -33,6 +33,9 @@ _ARRIVALS: list[dict[str, Any]] = [
 ]
 
 
+DEMO_DATASET = "555000777"
+
+
 class FacebookDemo:
     """Owns the emulator for the demo's lifetime."""
 
@@ -44,6 +47,10 @@ class FacebookDemo:
         self.world = build_demo_world(self.fake, pages=1, forms=2, leads=30, seed=seed)
         self.rng = random.Random(seed)
         self.sent = 0
+        # Conversion Leads: the demo's daemon sends every lead's stages to this dataset.
+        self.dataset = self.fake.audiences.add_dataset(DEMO_DATASET)
+        page_id = self.world["pages"][0]["id"]
+        self.token = self.fake.add_system_user_token(self.fake.objects[page_id]["business_id"])
 
     def section(self) -> tuple[str, dict[str, Any]]:
         """The config section the demo's daemon runs with."""
@@ -57,6 +64,11 @@ class FacebookDemo:
             "region": "MY",
             "poll_every": 15,
             "lag": 60,
+            "system_user_token": self.token,
+            "conversions": {
+                "dataset_id": DEMO_DATASET,
+                "stages": {"Qualified": "Marketing Qualified Lead", "Won": "Converted"},
+            },
         }
 
     def start(self, server_url: str) -> None:
@@ -82,6 +94,9 @@ class FacebookDemo:
             f"{self.sent} (deliveries: "
             + (", ".join(f"{v} {k}" for k, v in hooks.items()) or "none")
             + ")",
+            f"Conversion Leads events received by the emulator's dataset: "
+            f"{len(self.dataset.events)} in {self.dataset.requests} request(s) (leads "
+            "older than 7 days are dead letters instead: leadsync outbox list)",
         ]
 
     def stop(self) -> None:
