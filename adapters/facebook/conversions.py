@@ -73,7 +73,8 @@ def write_events(
     events: Sequence[changes.Event],
     now: datetime,
 ) -> int:
-    """Enqueue the Conversion Leads events of one batch of changes; returns how many."""
+    """Enqueue the Conversion Leads events of one batch of changes; returns how many
+    were offered (an undelivered row with the same key stays the one row)."""
     created = [
         e
         for e in events
@@ -114,21 +115,18 @@ def write_events(
         for r in conn.execute(query):
             held.setdefault(r.contact_id, []).append(r)
 
-    written = 0
+    initial: list[tuple[str, int, dict[str, Any]]] = []
+    later: list[tuple[str, int, dict[str, Any]]] = []
 
-    def put(contact_id: int, lead: Any, name: str, at: int, key: str) -> None:
-        nonlocal written
-        contact = people[contact_id]
-        created_at = _unix(lead.occurred_at or lead.received_at)
+    def put(into: list[Any], contact_id: int, lead: Any, name: str, at: int, key: str) -> None:
         payload = {
             "lead_id": str(lead.source_id),
             "event_name": name,
             "event_time": at,
-            "lead_created": created_at,
-            **_hashed(contact),
+            "lead_created": _unix(lead.occurred_at or lead.received_at),
+            **_hashed(people[contact_id]),
         }
-        if outbox.enqueue(conn, DESTINATION, KIND, key, contact_id, payload, now):
-            written += 1
+        into.append((key, contact_id, payload))
 
     def sends(contact_id: int) -> bool:
         contact = people.get(contact_id)
@@ -141,7 +139,8 @@ def write_events(
         for lead in held.get(e.contact_id, []):
             if str(lead.source_id) == str(e.lead.get("source_id")):
                 when = _unix(lead.occurred_at or lead.received_at) or _unix(now) or 0
-                put(e.contact_id, lead, config.initial_stage, when, f"capi:lead:{lead.source_id}")
+                key = f"capi:lead:{lead.source_id}"
+                put(initial, e.contact_id, lead, config.initial_stage, when, key)
     for m in moved:
         name = stage(m.to_status)
         if name is None or not sends(m.contact_id):
@@ -150,5 +149,9 @@ def write_events(
             continue  # created in the status the initial stage already stands for
         at = _unix(m.at) or 0
         for lead in held.get(m.contact_id, []):
-            put(m.contact_id, lead, name, at, f"capi:{m.history_id}:{lead.source_id}")
-    return written
+            put(later, m.contact_id, lead, name, at, f"capi:{m.history_id}:{lead.source_id}")
+    # Two statements: every initial stage gets a lower id than any later stage, so the
+    # outbox's per-contact order sends it first.
+    outbox.enqueue_many(conn, DESTINATION, KIND, initial, now)
+    outbox.enqueue_many(conn, DESTINATION, KIND, later, now)
+    return len(initial) + len(later)

@@ -133,6 +133,46 @@ def enqueue(
     return conn.execute(stmt.returning(_t.c.id)).first() is not None
 
 
+def enqueue_many(
+    conn: Connection,
+    destination: str,
+    kind: str,
+    effects: Sequence[tuple[str, int | None, Any]],
+    now: datetime | None = None,
+) -> None:
+    """`enqueue` for many (key, contact_id, payload) effects of one destination and kind
+    in one executemany statement (a change feed batch of thousands of contacts pays
+    one round of statements, not one per row). The same rules: an undelivered row with
+    the same key is kept; rows get ids in the order given, so a contact's effects keep
+    their order (give a contact's later effects in a later call to be certain)."""
+    if not effects:
+        return
+    now = now or datetime.now(UTC)
+    values = [
+        {
+            "destination": destination,
+            "kind": kind,
+            "key": key,
+            "payload": payload,
+            "contact_id": contact_id,
+            "created_at": now,
+            "available_at": now,
+            "attempts": 0,
+        }
+        for key, contact_id, payload in effects
+    ]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(_t)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(_t)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["destination", "key"], index_where=_PENDING)
+    conn.execute(stmt, values)
+
+
 @dataclass(slots=True)
 class DeliveryStats:
     """What deliveries did: counts only (never anything personal)."""
@@ -443,6 +483,7 @@ __all__ = [
     "deliver_batch",
     "depth",
     "enqueue",
+    "enqueue_many",
     "jittered",
     "record",
 ]
