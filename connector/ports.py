@@ -169,6 +169,15 @@ class Plugin(Protocol):
         when the adapter's section is absent), so that any process (CLI, import, daemon)
         knows where status changes fan out without starting the adapter."""
 
+    def subscribers(
+        self, config: Any
+    ) -> Sequence[tuple[str, Callable[[Any, Sequence[Any], datetime], None]]]:
+        """Change-feed subscribers (name, fn) this configuration needs in every process
+        that changes contacts (CLI, import, daemon); empty when the adapter's section is
+        absent. `connector.sync.fanout.connect` installs them next to the fan-out, so an
+        adapter turns changes into outbox rows in the change's transaction, as the
+        fan-out does (fn is a `connector.sync.changes.Subscriber`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:

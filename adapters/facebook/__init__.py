@@ -119,6 +119,19 @@ class FacebookPlugin:
             *audience_jobs.jobs(runtime, config),
         ]
 
+    def destinations(self, runtime: Runtime) -> Sequence[Any]:
+        """Conversion Leads' "meta-conversions", when `facebook.conversions` is set."""
+        from adapters.facebook.conversions_delivery import destinations
+
+        return destinations(section(runtime.config))
+
+    def subscribers(self, config: Any) -> list[tuple[str, Any]]:
+        """Conversion Leads' change-feed subscriber (every process that changes
+        statuses writes the events in the change's transaction)."""
+        from adapters.facebook.conversions import subscribers
+
+        return subscribers(config)
+
     def routes(self, runtime: Runtime) -> Sequence[BaseRoute]:
         config = section(runtime.config)
         return routes(runtime, config) if config is not None else []

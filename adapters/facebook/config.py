@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.facebook.audience_config import AudiencesConfig
+from adapters.facebook.conversions_config import ConversionsConfig
 
 
 class PageConfig(BaseModel):
@@ -101,4 +102,9 @@ class FacebookConfig(BaseModel):
         None,
         description="Custom audiences kept in sync with segments (needs system_user_token "
         "with ads_management on the ad account).",
+    )
+    conversions: ConversionsConfig | None = Field(
+        None,
+        description="Conversion Leads: every CRM stage of a contact from a Meta lead form "
+        "sent to a dataset (needs system_user_token; see README: Conversion Leads).",
     )

@@ -33,6 +33,9 @@ _ARRIVALS: list[dict[str, Any]] = [
 ]
 
 
+DEMO_DATASET = "555000777"
+
+
 class FacebookDemo:
     """Owns the emulator for the demo's lifetime."""
 
@@ -44,10 +47,12 @@ class FacebookDemo:
         self.world = build_demo_world(self.fake, pages=1, forms=2, leads=30, seed=seed)
         self.rng = random.Random(seed)
         self.sent = 0
-        # Custom audiences: an ad account of the Page's business, a System User token.
-        business = self.fake.objects[self.world["pages"][0]["id"]]["business_id"]
-        self.ads_token = self.fake.add_system_user_token(business)
+        # Audiences and Conversion Leads: a System User token of the Page's business, an
+        # ad account for the audiences, a dataset the lead stages are sent to.
+        page_id = self.world["pages"][0]["id"]
+        self.token = self.fake.add_system_user_token(self.fake.objects[page_id]["business_id"])
         self.account = self.fake.audiences.add_account("100200300")
+        self.dataset = self.fake.audiences.add_dataset(DEMO_DATASET)
 
     def section(self) -> tuple[str, dict[str, Any]]:
         """The config section the demo's daemon runs with."""
@@ -61,7 +66,11 @@ class FacebookDemo:
             "region": "MY",
             "poll_every": 15,
             "lag": 60,
-            "system_user_token": self.ads_token,
+            "system_user_token": self.token,
+            "conversions": {
+                "dataset_id": DEMO_DATASET,
+                "stages": {"Qualified": "Marketing Qualified Lead", "Won": "Converted"},
+            },
             "audiences": {
                 "ad_account_id": self.account,
                 "push_every": 10,
@@ -104,6 +113,9 @@ class FacebookDemo:
             f"{self.sent} (deliveries: "
             + (", ".join(f"{v} {k}" for k, v in hooks.items()) or "none")
             + ")",
+            f"Conversion Leads events received by the emulator's dataset: "
+            f"{len(self.dataset.events)} in {self.dataset.requests} request(s) (leads "
+            "older than 7 days are dead letters instead: leadsync outbox list)",
             *self.audience_lines(),
         ]
 

@@ -76,6 +76,11 @@ def run_live(
     config = config_model().model_validate(
         {"store": {"url": store.url}, "server": {"host": "127.0.0.1", "port": port}, **sections}
     )
+    # As `leadsync run` does: the change feed's subscribers (fan-out, the plugins' own
+    # such as Conversion Leads), for the demo's store.
+    from connector.sync import fanout
+
+    fanout.connect(config, store.engine)
     daemon = Daemon(config, store, plugins)
     thread = threading.Thread(target=daemon.run, name="leadsync-demo-daemon", daemon=True)
     url = f"http://127.0.0.1:{port}"

@@ -67,8 +67,34 @@ def connected_systems(config: Any) -> list[str]:
 
 def connect(config: LeadsyncConfig, engine: Engine | None = None) -> list[str]:
     """Install the rules of `config.sync` and the fan-out to the systems the plugins
-    announce, for `engine` (None: every store of this process). Returns the systems."""
+    announce, and the plugins' own change-feed subscribers (`Plugin.subscribers`), for
+    `engine` (None: every store of this process). Returns the systems."""
+    connect_subscribers(config, engine)
     return install(connected_systems(config), config.sync, engine)
+
+
+_hooked: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_hooked_everywhere: set[str] = set()
+
+
+def connect_subscribers(config: Any, engine: Engine | None = None) -> list[str]:
+    """Subscribe what the plugins' `subscribers(config)` give; names an earlier call
+    installed and this configuration no longer wants are unsubscribed. Returns names."""
+    from connector.ports import plugins
+
+    wanted: dict[str, changes.Subscriber] = {}
+    for plugin in plugins().values():
+        offer = getattr(plugin, "subscribers", None)
+        if offer is not None:
+            wanted.update(offer(config))
+    before = _hooked_everywhere if engine is None else _hooked.setdefault(engine.pool, set())
+    for name in before - set(wanted):
+        changes.unsubscribe(engine, name)
+    for name, fn in wanted.items():
+        changes.subscribe(engine, name, fn)
+    before.clear()
+    before.update(wanted)
+    return sorted(wanted)
 
 
 def install(systems: Sequence[str], sync: SyncConfig, engine: Engine | None = None) -> list[str]:

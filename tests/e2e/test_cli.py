@@ -282,7 +282,20 @@ def test_db_upgrade_and_demo(tmp_path: Path) -> None:
             select(func.count()).select_from(webhook_deliveries)
             .where(webhook_deliveries.c.processed_at.is_not(None))
         ).scalar_one()  # fmt: skip
+        # Conversion Leads: what the dataset received is what the outbox delivered.
+        from connector.store.tables import outbox
+
+        capi = dict(
+            conn.execute(
+                select(outbox.c.delivered_at.is_not(None), func.count())
+                .where(outbox.c.destination == "meta-conversions")
+                .group_by(outbox.c.delivered_at.is_not(None))
+            ).all()
+        )
     engine.dispose()
+    received = re.search(r"Conversion Leads events received by the emulator's dataset: (\d+)", text)
+    assert received is not None and int(received.group(1)) == capi.get(True, 0)
+    assert sum(capi.values()) > 0  # an initial stage per contact a Meta lead created
     assert by_source["customers-csv"] >= 20 and by_source["facebook"] >= 50
     # The sales sheet was read (one John Smith has nothing that identifies him) and keyed.
     assert by_source["sales-sheet"] == 5
