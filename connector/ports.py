@@ -164,6 +164,10 @@ class Plugin(Protocol):
     def destinations(self, runtime: Runtime) -> Sequence[Destination]:
         """Where outbox rows go (a CRM's status API, an audience), by `Destination.name`."""
 
+    contract_exempt: str
+    """Why the contract suite's source checks do not apply to this adapter, and where it
+    is tested instead (absent: it offers `contract_source` or `contract_status`)."""
+
     def status_systems(self, config: Any) -> list[str]:
         """The two-way systems (`StatusSystem.name`) this configuration connects (empty
         when the adapter's section is absent), so that any process (CLI, import, daemon)

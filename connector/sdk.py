@@ -25,6 +25,13 @@ notice; a test (tests/unit/test_sdk.py) fails when an adapter reaches past this 
   committed with the adapter's writes), `open_by_record` (open issues by record, for a
   source that shows them back), `audience_state` (what was sent to each audience);
 - segments: `Segment` and `SegmentCompiler` (a filter compiled for the store);
+- the change feed (`changes`: subscribe to events in the writer's transaction) and the
+  outbox (`outbox.enqueue`, `enqueue_many`: effects written with their cause); the
+  engine's `Decision`, `set_by_person`, `catalogue_of`;
+- store functions adapters publish their data through: `visitors` and `visit_writer`
+  (the web tag), `reads` (contacts' match fields, their leads of a source, stored
+  source ids), `contact_store` (show a contact);
+- runtime names: `OUTBOX_JOB` (wake delivery), `REGISTRY` (the daemon's metrics);
 - `normalize` (the core's normalisation and Meta match keys), `print_json`, and
   `ThreadedServer` (an emulator served on a thread).
 """
@@ -78,19 +85,21 @@ from connector.ports import (
     StatusSystem,
 )
 from connector.runtime import inbox
+from connector.runtime.daemon import OUTBOX_JOB
 from connector.runtime.health import read as read_health
 from connector.runtime.health import report as report_health
-from connector.runtime.metrics import API_CALLS, API_ERRORS, THROTTLED_SECONDS, WEBHOOKS
+from connector.runtime.metrics import API_CALLS, API_ERRORS, REGISTRY, THROTTLED_SECONDS, WEBHOOKS
 from connector.runtime.server import RateLimitedWarning
 from connector.segments import Segment
 from connector.segments.sql import Compiler as SegmentCompiler
-from connector.statuses import Catalogue
-from connector.store import Store, open_store
+from connector.statuses import Catalogue, UnknownStatusError
+from connector.store import Store, open_store, reads, visit_writer, visitors
 from connector.store import audiences as audience_state
+from connector.store import contacts as contact_store
 from connector.store.ingest import load_cursor, save_cursor
 from connector.store.issues import open_by_record
-from connector.sync import links
-from connector.sync.status import observe
+from connector.sync import changes, links, outbox
+from connector.sync.status import Decision, catalogue_of, observe, set_by_person
 from connector.sync.vocabulary import Vocabulary
 
 
@@ -148,12 +157,15 @@ __all__ = [
     "API_CALLS",
     "API_ERRORS",
     "IGNORE",
+    "OUTBOX_JOB",
+    "REGISTRY",
     "RETRY",
     "THROTTLED_SECONDS",
     "WEBHOOKS",
     "Action",
     "Batch",
     "Catalogue",
+    "Decision",
     "Delivered",
     "DeliveryResult",
     "Destination",
@@ -191,8 +203,12 @@ __all__ = [
     "ThreadedServer",
     "ThrottledError",
     "TransientError",
+    "UnknownStatusError",
     "Vocabulary",
     "audience_state",
+    "catalogue_of",
+    "changes",
+    "contact_store",
     "describe",
     "draft",
     "err",
@@ -209,13 +225,18 @@ __all__ = [
     "open_by_record",
     "open_store",
     "out",
+    "outbox",
     "print_json",
     "print_stats",
     "progress_bar",
     "read_health",
+    "reads",
     "refusal",
     "report_health",
     "retry_after",
     "save_cursor",
+    "set_by_person",
     "state",
+    "visit_writer",
+    "visitors",
 ]

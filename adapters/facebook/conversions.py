@@ -23,15 +23,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.conversions_config import DESTINATION, ConversionsConfig
-from connector import normalize
-from connector.store.bulk import among
-from connector.store.tables import contacts, leads
-from connector.sync import changes, outbox
-from connector.sync.status import catalogue_of
+from connector.sdk import catalogue_of, changes, normalize, outbox, reads
 
 SUBSCRIBER = "facebook-conversions"
 KIND = "event"
@@ -95,25 +91,8 @@ def write_events(
     wanted = sorted({e.contact_id for e in created} | {e.contact_id for e in moved})
     if not wanted:
         return 0
-    people: dict[int, Any] = {}
-    held: dict[int, list[Any]] = {}
-    for cond in among(conn, contacts.c.id, wanted):
-        people.update(
-            (r.id, r)
-            for r in conn.execute(
-                select(contacts.c.id, contacts.c.email, contacts.c.phone, contacts.c.custom).where(
-                    cond
-                )
-            )
-        )
-    for cond in among(conn, leads.c.contact_id, wanted):
-        query = (
-            select(leads.c.contact_id, leads.c.source_id, leads.c.occurred_at, leads.c.received_at)
-            .where(cond, leads.c.source == source)
-            .order_by(leads.c.id)
-        )
-        for r in conn.execute(query):
-            held.setdefault(r.contact_id, []).append(r)
+    people = reads.match_fields(conn, wanted)
+    held = reads.leads_of(conn, source, wanted)
 
     initial: list[tuple[str, int, dict[str, Any]]] = []
     later: list[tuple[str, int, dict[str, Any]]] = []

@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 from adapters.hubspot.config import HubSpotConfig
-from connector.http import (
+from connector.sdk import (
     IGNORE,
     ErrorTable,
     Fail,
@@ -40,6 +40,7 @@ from connector.http import (
     HttpError,
     RateLimited,
     Scope,
+    metrics_hooks,
 )
 
 SEARCH = "/crm/v3/objects/contacts/search"
@@ -144,17 +145,6 @@ TOKEN_ACTION = (
     "the HubSpot token was refused: create a private-app token with the "
     "crm.objects.contacts.read and .write scopes and set hubspot.token"
 )
-
-
-def metrics_hooks() -> Hooks:
-    """Hooks that count into the daemon's prometheus metrics."""
-    from connector.runtime import metrics
-
-    return Hooks(
-        call=lambda a: metrics.API_CALLS.labels(a).inc(),
-        error=lambda a, code: metrics.API_ERRORS.labels(a, code).inc(),
-        throttled=lambda a, s: metrics.THROTTLED_SECONDS.labels(a).inc(s),
-    )
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from connector.sync.vocabulary import Vocabulary
+from connector.sdk import Vocabulary
 
 # HubSpot's default hs_lead_status options (§G) in leadsync's canonical statuses.
 LEAD_STATUS_WORDS = Vocabulary(

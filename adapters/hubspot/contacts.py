@@ -17,9 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from adapters.hubspot.client import STANDARD_PROPERTIES, HubSpotContact, to_ms
-from connector.model import Lead
-from connector.statuses import Catalogue, UnknownStatusError
-from connector.sync.vocabulary import Vocabulary
+from connector.sdk import Catalogue, Lead, UnknownStatusError, Vocabulary
 
 # HubSpot property -> our standard attribute (the reverse of what upsert writes).
 FROM_PROPERTIES = {prop: attr for attr, prop in STANDARD_PROPERTIES.items()}

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from adapters.hubspot.fake import FakeHubSpot
-from connector.store import Store
+from connector.sdk import Store
 
 SECRET = "demo-hubspot-secret"
 TOKEN = "pat-na1-demo-0000"
@@ -82,7 +82,7 @@ class HubSpotDemo:
                 return  # not pulled yet: try again at the next tick
             self.set_in_cli = contact
             try:
-                from connector.sync.status import set_by_person
+                from connector.sdk import set_by_person
 
                 set_by_person(self.store, contact, IN_CLI[0], "demo (leadsync contacts set-status)")
             except Exception as exc:  # the demo reports it instead of dying
@@ -90,7 +90,7 @@ class HubSpotDemo:
 
     def _contact_of(self, hubspot_id: str) -> int | None:
         assert self.store is not None
-        from connector.sync import links
+        from connector.sdk import links
 
         with self.store.reader.connect() as conn:
             return links.find(conn, "hubspot", hubspot_id)
@@ -121,7 +121,7 @@ class HubSpotDemo:
 
     def _status(self, contact_id: int) -> str | None:
         assert self.store is not None
-        from connector.store import contacts
+        from connector.sdk import contact_store as contacts
 
         return str(contacts.show_contact(self.store, contact_id)["status_name"])
 

@@ -20,22 +20,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from adapters.hubspot.client import HubSpotClient
 from adapters.hubspot.config import HubSpotConfig
 from adapters.hubspot.contacts import READ_PROPERTIES, identity, status_of, to_lead
 from adapters.hubspot.events import PropertyChange, latest, parse
 from adapters.hubspot.webhook import SOURCE
-from connector.logs import describe
-from connector.pipeline import Pipeline
-from connector.ports import Runtime, StatusObservation
-from connector.runtime import inbox
-from connector.runtime.daemon import OUTBOX_JOB
-from connector.store import Store
-from connector.store.tables import leads
-from connector.sync import links
-from connector.sync.status import Decision, observe
+from connector.sdk import (
+    OUTBOX_JOB,
+    Decision,
+    Pipeline,
+    Runtime,
+    StatusObservation,
+    Store,
+    describe,
+    inbox,
+    links,
+    observe,
+    reads,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -43,13 +47,7 @@ log = structlog.get_logger(__name__)
 def known(conn: Connection, ids: list[str]) -> set[str]:
     """The HubSpot ids the store can place: linked, or stored as a hubspot lead."""
     found = set(links.many(conn, SOURCE, ids))
-    rest = [i for i in ids if i not in found]
-    for start in range(0, len(rest), 500):
-        chunk = rest[start : start + 500]
-        rows = conn.execute(
-            select(leads.c.source_id).where(leads.c.source == SOURCE, leads.c.source_id.in_(chunk))
-        )
-        found.update(str(r[0]) for r in rows)
+    found |= reads.stored_source_ids(conn, SOURCE, [i for i in ids if i not in found])
     return found
 
 

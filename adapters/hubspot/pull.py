@@ -35,11 +35,15 @@ from adapters.hubspot.contacts import (
     to_lead,
 )
 from adapters.hubspot.webhook import SOURCE
-from connector.pipeline import Pipeline
-from connector.ports import StatusObservation
-from connector.store import Store
-from connector.store.ingest import load_cursor, save_cursor
-from connector.sync.status import Decision, observe
+from connector.sdk import (
+    Decision,
+    Pipeline,
+    StatusObservation,
+    Store,
+    load_cursor,
+    observe,
+    save_cursor,
+)
 
 PULL_JOB = "hubspot.pull"
 STREAM = "contacts"

@@ -31,11 +31,19 @@ from adapters.hubspot.client import ContactInput, HubSpotClient, lead_properties
 from adapters.hubspot.config import HubSpotConfig
 from adapters.hubspot.contacts import ms_to_datetime
 from adapters.hubspot.webhook import SOURCE
-from connector.http import HttpError, ThrottledError, TransientError
-from connector.logs import describe
-from connector.ports import Delivered, DeliveryResult, Failed, OutboxRow, Retry
-from connector.store import Store
-from connector.sync import links
+from connector.sdk import (
+    Delivered,
+    DeliveryResult,
+    Failed,
+    HttpError,
+    OutboxRow,
+    Retry,
+    Store,
+    ThrottledError,
+    TransientError,
+    describe,
+    links,
+)
 
 log = structlog.get_logger(__name__)
 

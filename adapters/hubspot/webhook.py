@@ -18,10 +18,7 @@ from starlette.routing import Route
 
 from adapters.hubspot.config import HubSpotConfig
 from adapters.hubspot.signature import verify_v3
-from connector.ports import Runtime
-from connector.runtime import inbox
-from connector.runtime.metrics import WEBHOOKS
-from connector.runtime.server import RateLimitedWarning
+from connector.sdk import WEBHOOKS, RateLimitedWarning, Runtime, inbox
 
 SOURCE = "hubspot"
 """The inbox's source name for HubSpot deliveries (and the leads' source)."""

@@ -34,10 +34,7 @@ from adapters.webtag.config import SiteConfig, WebtagConfig
 from adapters.webtag.events import Batch, IdentifyEvent, Malformed, PageViewEvent, moment, parse
 from adapters.webtag.fbparams import click_ids
 from adapters.webtag.limits import RateLimiter
-from connector.ports import Runtime
-from connector.runtime import inbox
-from connector.runtime.metrics import REGISTRY
-from connector.store import visit_writer, visitors
+from connector.sdk import REGISTRY, Runtime, inbox, visit_writer, visitors
 
 log = structlog.get_logger(__name__)
 

@@ -21,12 +21,7 @@ from sqlalchemy import Connection
 
 from adapters.webtag.config import WebtagConfig
 from adapters.webtag.events import Traits
-from connector.logs import describe
-from connector.model import Lead
-from connector.pipeline import IngestStats, Pipeline
-from connector.ports import Runtime
-from connector.runtime import inbox
-from connector.store import visitors
+from connector.sdk import IngestStats, Lead, Pipeline, Runtime, describe, inbox, visitors
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ import connector.sdk as sdk
 
 ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
 # Converted by the lead at merge (another branch is editing it): see the sdk report.
-NOT_YET = {"hubspot"}
+NOT_YET: set[str] = set()
 
 
 def core_imports(path: Path) -> list[tuple[int, str]]:
