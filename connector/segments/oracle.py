@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connector.segments.sql import CONTEXT_KEYS, ascii_fold
+from connector.segments.dialect import ascii_fold
+from connector.segments.sql import CONTEXT_KEYS
 from connector.segments.tree import And, Not, Or, Resolved, Term
 from connector.statuses import Catalogue
 

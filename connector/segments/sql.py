@@ -1,4 +1,5 @@
-"""Resolved terms to SQLAlchemy Core over the store's tables, run in the database.
+"""Resolved terms to SQLAlchemy Core over the store's tables, run in the database
+(text comparisons in dialect.py, custom attributes in custom.py).
 
 Nothing is filtered in Python. Every term is written so that it is true or false, never
 NULL (`score >= 70` is `score IS NOT NULL AND score >= 70`), which keeps `not` meaning
@@ -12,35 +13,30 @@ gets the same with translate()).
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
-    Float,
     String,
     Text,
     and_,
     case,
-    cast,
     exists,
     false,
     func,
-    literal,
     not_,
     or_,
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from connector.segments.custom import CustomAttributes, path
+from connector.segments.dialect import OPS, Clause, ascii_fold
 from connector.segments.tree import And, Not, Or, Resolved, Term
 from connector.statuses import Catalogue
 from connector.store.tables import contacts, interactions, leads, quarantine, status_history
 
-Clause = ColumnElement[bool]
-UPPER, LOWER = string.ascii_uppercase, string.ascii_lowercase
 # A lead's context keys for each lead field: the id and the name both match.
 CONTEXT_KEYS = {
     "form": ("form_id", "form_name"),
@@ -51,18 +47,11 @@ CONTEXT_KEYS = {
 }
 
 
-def ascii_fold(text: str) -> str:
-    """ASCII letters lowered, nothing else touched: what both databases do the same."""
-    return text.translate(str.maketrans(UPPER, LOWER))
-
-
-class Compiler:
+class Compiler(CustomAttributes):
     """Compiles resolved expressions for one dialect (`sqlite` or `postgresql`)."""
 
     def __init__(self, dialect: str, catalogue: Catalogue) -> None:
-        if dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"segments run on sqlite or postgresql, not {dialect}")
-        self.pg = dialect == "postgresql"
+        super().__init__(dialect)
         self.catalogue = catalogue
 
     def where(self, expr: Resolved) -> Clause:
@@ -76,28 +65,6 @@ class Compiler:
         kind = expr.field.kind
         method: Callable[[Term], Clause] = getattr(self, f"_{kind}")
         return method(expr)
-
-    # -- text helpers ---------------------------------------------------------------
-
-    def _ordered(self, col: Any) -> Any:
-        return col.collate("C") if self.pg else col
-
-    def _contains(self, col: Any, needle: str) -> Clause:
-        folded = ascii_fold(needle)
-        if self.pg:
-            return func.strpos(func.translate(col, UPPER, LOWER), folded) > 0
-        return func.instr(func.lower(col), folded) > 0
-
-    def _compare(self, col: Any, op: str, values: tuple[Any, ...], ordered: bool) -> Clause:
-        present: Clause = col.is_not(None)
-        if op == "exists":
-            return present
-        if op == "in":
-            return and_(present, col.in_(values)) if values else false()
-        if op == "contains":
-            return and_(present, self._contains(col, str(values[0])))
-        target = self._ordered(col) if ordered and op != "=" else col
-        return and_(present, _OPS[op](target, values[0]))
 
     # -- fields ---------------------------------------------------------------------
 
@@ -125,11 +92,11 @@ class Compiler:
             col: Any = func.coalesce(contacts.c.status_changed_at, contacts.c.created_at)
         else:
             col = contacts.c[target]
-        return _OPS[op](col, moment)
+        return OPS[op](col, moment)
 
     def _any_activity(self, op: str, moment: Any) -> Clause:
         cid = contacts.c.id
-        compare = _OPS[op]
+        compare = OPS[op]
         return or_(
             compare(contacts.c.created_at, moment),
             exists().where(
@@ -161,11 +128,11 @@ class Compiler:
             node = leads.c.context.op("->", return_type=JSONB)(key)
             text = leads.c.context.op("->>", return_type=Text)(key)
             return case((func.jsonb_typeof(node) == "string", text))
-        path = _path(key)
+        where = path(key)
         return case(
             (
-                func.json_type(leads.c.context, path) == "text",
-                func.json_extract(leads.c.context, path),
+                func.json_type(leads.c.context, where) == "text",
+                func.json_extract(leads.c.context, where),
             )
         )
 
@@ -185,77 +152,6 @@ class Compiler:
             )
         assert target == "is_test"
         return self._custom_equals("is_test", "bool", True)
-
-    # -- custom attributes (JSON) ---------------------------------------------------
-
-    def _jtype(self, key: str) -> ColumnElement[Any]:
-        if self.pg:
-            return func.coalesce(func.jsonb_typeof(self._node(key)), "")
-        return func.coalesce(func.json_type(contacts.c.custom, _path(key)), "")
-
-    def _node(self, key: str) -> ColumnElement[Any]:
-        return contacts.c.custom.op("->", return_type=JSONB)(key)
-
-    def _is(self, key: str, kind: str) -> Clause:
-        names = _JSON_TYPES["pg" if self.pg else "sqlite"][kind]
-        return self._jtype(key).in_(names)
-
-    def _typed(self, key: str, kind: str) -> Any:
-        """The attribute read as `kind` (number or text), NULL when it is another type.
-        CASE, not AND: PostgreSQL may evaluate an AND's sides in either order, and a
-        cast of text to a number would fail."""
-        if not self.pg:
-            return func.json_extract(contacts.c.custom, _path(key))
-        text = contacts.c.custom.op("->>", return_type=Text)(key)
-        value = cast(text, Float) if kind == "number" else text
-        return case((self._is(key, kind), value))
-
-    def _custom_equals(self, key: str, kind: str, value: Any) -> Clause:
-        if kind == "bool":
-            word = "true" if value else "false"
-            if self.pg:
-                return self._jtype(key).in_(["boolean"]) & (
-                    self._node(key) == cast(literal(word), JSONB)
-                )
-            return self._jtype(key) == word
-        return and_(self._is(key, kind), self._typed(key, kind) == value)
-
-    def _custom(self, term: Term) -> Clause:
-        key = term.field.target
-        if term.op == "exists":
-            return self._jtype(key).not_in(["", "null"])
-        if term.op == "in":
-            return or_(
-                *(
-                    self._custom_equals(key, k, v)
-                    for k, v in zip(term.kinds, term.values, strict=True)
-                )
-            )
-        kind, value, text = term.kinds[0], term.values[0], term.texts[0]
-        if term.op == "=":
-            return self._custom_equals(key, kind, value)
-        if term.op == "contains":
-            return or_(
-                and_(self._is(key, "text"), self._contains(self._typed(key, "text"), text)),
-                and_(self._is(key, "array"), self._has_element(key, kind, value)),
-            )
-        target = self._typed(key, kind)
-        if kind == "text":
-            target = self._ordered(target)
-        return and_(self._is(key, kind), _OPS[term.op](target, value))
-
-    def _has_element(self, key: str, kind: str, value: Any) -> Clause:
-        if self.pg:
-            return self._node(key).op("@>", return_type=Boolean)(
-                func.jsonb_build_array(literal(value))
-            )
-        each = func.json_each(contacts.c.custom, _path(key)).table_valued("type", "value")
-        sqlite = _JSON_TYPES["sqlite"]
-        types = sqlite["bool_" + str(value).lower()] if kind == "bool" else sqlite[kind]
-        match: Clause = each.c.type.in_(types)
-        if kind != "bool":
-            match = and_(match, each.c.value == value)
-        return exists(select(literal(1)).select_from(each).where(match))
 
     # -- sorting --------------------------------------------------------------------
 
@@ -299,25 +195,4 @@ def full_name() -> ColumnElement[Any]:
     return func.nullif(func.trim(joined), "")
 
 
-def _path(key: str) -> str:
-    return '$."' + key.replace('"', "") + '"'
-
-
-_OPS: dict[str, Callable[[Any, Any], Clause]] = {
-    "=": lambda a, b: a == b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-_JSON_TYPES = {
-    "pg": {"number": ["number"], "text": ["string"], "array": ["array"], "bool": ["boolean"]},
-    "sqlite": {
-        "number": ["integer", "real"],
-        "text": ["text"],
-        "array": ["array"],
-        "bool_true": ["true"],
-        "bool_false": ["false"],
-    },
-}
+__all__ = ["CONTEXT_KEYS", "Clause", "Compiler", "ascii_fold"]
