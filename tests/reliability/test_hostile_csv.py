@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import codecs
 import csv
-import re
 import io
+import re
 from pathlib import Path
 
 import pytest
