@@ -22,6 +22,7 @@ from adapters.hubspot.fake_app import SEARCH_CAP, Api, batch_result
 from adapters.hubspot.fake_limits import Limits
 from adapters.hubspot.fake_state import Contact, HubSpotError, Portal, iso
 from adapters.hubspot.fake_webhooks import Sender
+from connector.sdk import ThreadedServer
 
 UNAUTHORIZED = (  # HubSpot's 401 text for a missing or unknown token [2nd]
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and "
@@ -75,50 +76,20 @@ class FakeHubSpot:
         self.hooks.options.secret = client_secret
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self.base_url = ""
 
     # ------------------------------------------------------------------ server
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on a thread; returns the base URL (port 0: any free port)."""
-        import socket
-
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-
-        class Quiet(uvicorn.Server):
-            def install_signal_handlers(self) -> None:  # tests and threads own signals
-                pass
-
-        config = uvicorn.Config(
-            Api(self).app(),
-            log_level="critical",  # the drop fault raises on purpose
-            access_log=False,
-            lifespan="off",
-            log_config=None,
-        )
-        self._server = Quiet(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-hubspot", daemon=True
-        )
-        self._thread.start()
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise OSError(f"fake HubSpot could not listen on {host}:{port}")
-            time.sleep(0.01)
-        self.base_url = f"http://{host}:{sock.getsockname()[1]}"
+        self._server = ThreadedServer(Api(self).app(), "fake-hubspot")
+        self.base_url = self._server.start(host, port)
         return self.base_url
 
     def stop(self) -> None:
         self.hooks.stop()
         if self._server is not None:
-            self._server.should_exit = True
-            assert self._thread is not None
-            self._thread.join(timeout=5)
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> FakeHubSpot:

@@ -25,7 +25,9 @@ import orjson
 
 
 def column_name(index: int) -> str:
-    """A 0-based column index as its letters: 0 -> A, 26 -> AA."""
+    """A 0-based column index as its letters: 0 -> A, 26 -> AA. The emulator has its own
+    (fake_cells.column_name) on purpose: the client and the fake must not share code,
+    or a bug in it would agree with itself."""
     name = ""
     index += 1
     while index:
