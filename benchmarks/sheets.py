@@ -92,7 +92,7 @@ def bench(url: str, rows: int) -> list[dict[str, Any]]:
             conn.execute(text("CREATE SCHEMA public"))
         engine.dispose()
     store = open_store(url, Catalogue.default(), upgrade=True)
-    fake, grid = world(rows)
+    fake, _ = world(rows)
     fake.start()
     try:
         config = SheetsConfig.model_validate(
@@ -138,9 +138,8 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
-    )
+    machine = platform.processor() or platform.machine()
+    print(f"# {machine}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     for name in args.stores.split(","):
         url = args.pg_url if name == "postgres" else f"sqlite:///{tempfile.mkdtemp()}/bench.db"
         for line in bench(url, args.rows):
