@@ -34,6 +34,7 @@ from connector.sdk import (
     Runtime,
     load_mapping_cached,
     open_by_record,
+    reads,
 )
 
 log = structlog.get_logger(__name__)
@@ -52,11 +53,15 @@ def poll(source: SheetSource, pipeline: Pipeline) -> dict[str, int]:
     # Statuses after the rows (a new row's contact must exist to take its status) and
     # before our writes (a failed write must not keep a rep's edit from the engine).
     statuses = observe_statuses(pipeline.store, source.config, source.last) if source.last else {}
-    issues = None
-    if source.config.write_back.error is not None:
+    issues = people = None
+    back = source.config.write_back
+    if back.error is not None or back.score or back.owner or back.contact_id:
         with pipeline.store.reader.connect() as conn:
-            issues = open_by_record(conn, source.name)
-    cells = source.writes(issues)
+            if back.error is not None:
+                issues = open_by_record(conn, source.name)
+            if back.score or back.owner or back.contact_id:
+                people = reads.contacts_by_source_id(conn, source.name)
+    cells = source.writes(issues, people)
     sheet = source.config
     written = source.client.write(sheet.spreadsheet_id, sheet.worksheet, cells) if cells else 0
     return {

@@ -132,21 +132,39 @@ class SheetSource:
         # `at` orders cursors (a later read is a later cursor); `rows` is what was seen.
         yield Batch(leads, {"rows": digests, "at": time.time()})
 
-    def writes(self, issues: Mapping_[str, list[str]] | None = None) -> list[Cell]:
-        """The cells to write back after the batch is stored: keys and
-        column names leadsync added, and, with the store's open `issues` by row key,
-        each row's error cell where it differs from what the sheet shows."""
+    def writes(
+        self,
+        issues: Mapping_[str, list[str]] | None = None,
+        people: Mapping_[str, Any] | None = None,
+    ) -> list[Cell]:
+        """The cells to write back after the batch is stored: keys and column names
+        leadsync added; with the store's open `issues` by row key, each row's error
+        cell; with the rows' contacts (`people`: key -> id, score, owner), the
+        contact id, score and owner columns. A cell is written only where it differs
+        from what the sheet shows, so a quiet poll writes nothing."""
         cells = list(self._pending)
-        column = self.config.write_back.error
         table = self.last
-        if column is None or table is None or issues is None:
+        if table is None:
             return cells
-        letter = table.column_of(column)
-        assert letter is not None  # read_table adds the columns leadsync writes
-        for row in table.rows:
-            text = "; ".join(issues.get(row.key, []))
-            if text != row.ours.get(column, ""):
-                cells.append((letter, row.number, text))
+        back = self.config.write_back
+        wanted: list[tuple[str, Any]] = []
+        if back.error is not None and issues is not None:
+            wanted.append((back.error, lambda key: "; ".join(issues.get(key, []))))
+        if people is not None:
+            for column, field_name in (
+                (back.contact_id, "id"),
+                (back.score, "score"),
+                (back.owner, "owner"),
+            ):
+                if column is not None:
+                    wanted.append((column, _value_of(people, field_name)))
+        for column, value_of in wanted:
+            letter = table.column_of(column)
+            assert letter is not None  # read_table adds the columns leadsync writes
+            for row in table.rows:
+                text = value_of(row.key)
+                if text != row.ours.get(column, ""):
+                    cells.append((letter, row.number, text))
         return cells
 
     def mapping(self, table: Table) -> Mapping:
@@ -202,6 +220,22 @@ class SheetSource:
         letter = table.column_of(header)
         assert letter is not None  # read_table adds the key column; ours are in `ours()`
         self._pending.append((letter, row.number, text))
+
+
+def _value_of(people: Mapping_[str, Any], name: str) -> Any:
+    """The text a sheet shows for a contact's `name` (id, score, owner): "" when none;
+    whole scores without ".0"."""
+
+    def text(key: str) -> str:
+        person = people.get(key)
+        value = getattr(person, name, None) if person is not None else None
+        if value is None:
+            return ""
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    return text
 
 
 def phone_from_number(digits: str, region: str | None, header: str) -> tuple[str, Problem | None]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from connector.store.bulk import among
 from connector.store.tables import contacts, leads
@@ -46,3 +46,17 @@ def stored_source_ids(conn: Connection, source: str, source_ids: Iterable[str]) 
         rows = conn.execute(select(leads.c.source_id).where(leads.c.source == source, cond))
         found.update(str(r[0]) for r in rows)
     return found
+
+
+def contacts_by_source_id(conn: Connection, source: str) -> dict[str, Any]:
+    """For every lead of `source`: its source id -> the live contact it belongs to now
+    (id, score, owner), following merges. For a source that shows contacts' values back
+    to the people who keep the records (a sheet's score and owner columns)."""
+    live = contacts.alias("live")
+    query = (
+        select(leads.c.source_id, live.c.id, live.c.score, live.c.owner)
+        .join(contacts, contacts.c.id == leads.c.contact_id)
+        .join(live, live.c.id == func.coalesce(contacts.c.merged_into, contacts.c.id))
+        .where(leads.c.source == source)
+    )
+    return {str(r.source_id): r for r in conn.execute(query)}

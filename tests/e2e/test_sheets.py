@@ -306,3 +306,30 @@ def test_a_reps_edit_reaches_the_other_system_and_two_edits_in_one_interval_are_
         assert not decision.changed and siti(store)["status_name"] == "Won"
     finally:
         fanout.uninstall(store.engine)
+
+
+def test_score_owner_and_contact_id_columns_are_written_back_and_then_left_alone(
+    fake: FakeSheets, store: Store
+) -> None:
+    from sqlalchemy import update
+
+    from connector.store.tables import contacts
+
+    config = sheet_config(
+        fake,
+        write_back={"error": "leadsync errors", "score": "Score", "contact_id": "Contact"},
+    )
+    run_poll(fake, store, config)
+    me = siti(store)
+    with store.engine.begin() as conn:
+        conn.execute(update(contacts).where(contacts.c.id == me["id"]).values(score=87.0))
+    counts = run_poll(fake, store, config)
+    grid = fake.values(SAMPLE_ID, "Leads")
+    header = grid[1]
+    row = next(r for r in grid if r and r[0] == "Siti Aishah")
+    assert row[header.index("Contact")] == str(me["id"])
+    assert row[header.index("Score")] == "87"
+    assert counts["cells_written"] >= 1
+    # Nothing changed since: a quiet poll writes nothing, and our columns are no edits.
+    again = run_poll(fake, store, config)
+    assert again["cells_written"] == 0 and again["rows"] == 0
