@@ -106,31 +106,7 @@ def enqueue(
     written). `key` names this occurrence of the effect; `contact_id` orders it after
     the contact's earlier effects for `destination` (None: unordered). False if an
     undelivered row already has (destination, key): that row is this effect."""
-    now = now or datetime.now(UTC)
-    values = {
-        "destination": destination,
-        "kind": kind,
-        "key": key,
-        "payload": payload,
-        "contact_id": contact_id,
-        "created_at": now,
-        "available_at": now,
-        "attempts": 0,
-    }
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(_t)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(_t)
-    # The conflict target is the partial unique index: only pending rows collide.
-    stmt = stmt.values(**values).on_conflict_do_nothing(
-        index_elements=["destination", "key"], index_where=_PENDING
-    )
-    # rowcount is -1 on PostgreSQL with the implicit RETURNING; ask for the id instead.
-    return conn.execute(stmt.returning(_t.c.id)).first() is not None
+    return enqueue_many(conn, [(destination, kind, key, contact_id, payload)], now) == 1
 
 
 def enqueue_many(
