@@ -7,9 +7,8 @@ from typing import Any
 
 import typer
 
-from adapters.facebook.audiences import AdsGraph, Pusher, plan
+from adapters.facebook.audiences import Pusher, ads_graph, plan
 from adapters.facebook.config import FacebookConfig
-from adapters.facebook.graph import GraphClient
 from connector.sdk import Job, Runtime, Store, audience_state, out, print_json, state
 
 JOB = "facebook.audiences"
@@ -19,17 +18,8 @@ def pusher(store: Store, config: FacebookConfig) -> Pusher:
     audiences = config.audiences
     if audiences is None:
         raise ValueError("no facebook.audiences section in the config")
-    if config.system_user_token is None:
-        raise ValueError(
-            "facebook.audiences needs facebook.system_user_token: a System User token with "
-            "ads_management on the ad account"
-        )
-    client = GraphClient(config.graph_url, config.api_version, timeout=config.timeout)
-    graph = AdsGraph(
-        client,
-        config.system_user_token.get_secret_value(),
-        config.app_secret.get_secret_value(),
-        audiences.account,
+    graph = ads_graph(
+        config, audiences.account, "audiences", "with ads_management on the ad account"
     )
     return Pusher(store, graph, audiences)
 

@@ -31,8 +31,9 @@ from typing import Any
 import structlog
 
 from adapters.facebook.audience_config import AudienceConfig, AudiencesConfig
+from adapters.facebook.config import FacebookConfig
 from adapters.facebook.errors import GraphError
-from adapters.facebook.graph import Graph
+from adapters.facebook.graph import Graph, GraphClient
 from connector.sdk import Segment, SegmentCompiler, Store, audience_state, normalize
 
 log = structlog.get_logger(__name__)
@@ -175,6 +176,23 @@ def plan(store: Store, audiences: AudiencesConfig, full: bool = False) -> list[d
             }
         )
     return found
+
+
+def ads_graph(config: FacebookConfig, object_id: str, section: str, token: str) -> AdsGraph:
+    """Graph calls on an ad account's or a dataset's objects (`object_id`) with the
+    System User token; `section` and `token` (what the token must be allowed) word the
+    error when there is none."""
+    if config.system_user_token is None:
+        raise ValueError(
+            f"facebook.{section} needs facebook.system_user_token: a System User token {token}"
+        )
+    client = GraphClient(config.graph_url, config.api_version, timeout=config.timeout)
+    return AdsGraph(
+        client,
+        config.system_user_token.get_secret_value(),
+        config.app_secret.get_secret_value(),
+        object_id,
+    )
 
 
 class AdsGraph(Graph):

@@ -24,11 +24,10 @@ from typing import Any
 
 import structlog
 
-from adapters.facebook.audiences import AdsGraph
+from adapters.facebook.audiences import AdsGraph, ads_graph
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.conversions_config import DESTINATION, ConversionsConfig
 from adapters.facebook.errors import Action, GraphError
-from adapters.facebook.graph import GraphClient
 from connector.sdk import Delivered, DeliveryResult, Failed, OutboxRow, Retry
 
 log = structlog.get_logger(__name__)
@@ -142,16 +141,10 @@ def destinations(config: Any) -> list[ConversionsDestination]:
     """The "meta-conversions" destination, when `facebook.conversions` is configured."""
     if not isinstance(config, FacebookConfig) or config.conversions is None:
         return []
-    if config.system_user_token is None:
-        raise ValueError(
-            "facebook.conversions needs facebook.system_user_token: a System User token "
-            "allowed to send events to the dataset"
-        )
-    client = GraphClient(config.graph_url, config.api_version, timeout=config.timeout)
-    graph = AdsGraph(
-        client,
-        config.system_user_token.get_secret_value(),
-        config.app_secret.get_secret_value(),
+    graph = ads_graph(
+        config,
         config.conversions.dataset_id,
+        "conversions",
+        "allowed to send events to the dataset",
     )
     return [ConversionsDestination(graph, config.conversions)]
