@@ -171,6 +171,23 @@ def test_flagged_throttled_and_unpermitted_audiences_answer_graph_errors(world: 
     assert denied.json()["error"]["code"] == 200
 
 
+def test_a_removal_that_would_leave_the_audience_too_small_is_refused(world: Any) -> None:
+    fake, api, account = world
+    aid = audience(api, account)
+    fake.audiences.min_after_remove = 5
+    api.call("POST", f"{aid}/users", payload={"schema": ["EMAIL", "PHONE"], "data": rows(6)})
+    schema = ["EMAIL", "PHONE"]
+    refused = api.call("DELETE", f"{aid}/users", payload={"schema": schema, "data": rows(2)})
+    assert refused.json()["error"]["code"] == 2650
+    assert "low audience size" in refused.json()["error"]["message"]
+    assert len(fake.audiences.audiences[aid].members) == 6  # nothing removed
+    # Removing one (5 left) or someone not in it is fine.
+    assert api.call("DELETE", f"{aid}/users", payload={"schema": schema, "data": rows(1)}).ok
+    unknown = rows(1, start=50)
+    assert api.call("DELETE", f"{aid}/users", payload={"schema": schema, "data": unknown}).ok
+    assert len(fake.audiences.audiences[aid].members) == 5
+
+
 def test_a_lookalike_needs_a_seed_of_100(world: Any) -> None:
     _, api, account = world
     seed = audience(api, account)
