@@ -6,6 +6,10 @@ stage occurrence, ordered per contact by the outbox):
 - a contact created from a Meta lead: the initial lead stage, at the lead's creation
   time (key "capi:lead:<lead id>"); if it was created in a status that is mapped to
   another stage, that stage after it;
+- a further Meta lead joining a contact (a known person filling in another form): that
+  lead's initial stage the same way (its later stages come with the contact's later
+  status changes, as for every Meta lead of the contact; the stage the contact is in
+  already is not sent for it, as it changed before the lead existed);
 - every accepted status change of a contact holding Meta leads, to a status in the
   `stages` map: that stage for each of its Meta leads, at the change's time (key
   "capi:<history id>:<lead id>": a history row is one occurrence, so re-entering a
@@ -71,10 +75,13 @@ def write_events(
 ) -> int:
     """Enqueue the Conversion Leads events of one batch of changes; returns how many
     were offered (an undelivered row with the same key stays the one row)."""
+    # A contact created from a Meta lead, and a further Meta lead of a contact (a known
+    # person filling in another form): each such lead's initial stage.
     created = [
         e
         for e in events
-        if isinstance(e, changes.ContactCreated) and e.lead.get("source") == source
+        if isinstance(e, changes.ContactCreated | changes.LeadAdded)
+        and e.lead.get("source") == source
     ]
     moved = [e for e in events if isinstance(e, changes.StatusChanged)]
     if not created and not moved:

@@ -37,6 +37,18 @@ class ContactCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class LeadAdded:
+    """A new lead (a source record not seen before) joined a contact that already
+    existed, or a contact created in the same batch by another lead: a second Meta lead
+    form of a known person. The lead that created a contact is ContactCreated's."""
+
+    contact_id: int
+    origin: str
+    lead: Mapping[str, Any] = field(default_factory=dict)
+    """As ContactCreated.lead: the source, source_id and its context's names."""
+
+
+@dataclass(frozen=True, slots=True)
 class AttributesChanged:
     """Attributes of a stored contact changed (a later record, a merge)."""
 
@@ -88,7 +100,15 @@ class StatusDeleted:
     contact_ids: tuple[int, ...]
 
 
-Event = ContactCreated | AttributesChanged | StatusChanged | Merged | Unmerged | StatusDeleted
+Event = (
+    ContactCreated
+    | LeadAdded
+    | AttributesChanged
+    | StatusChanged
+    | Merged
+    | Unmerged
+    | StatusDeleted
+)
 Subscriber = Callable[[Connection, Sequence[Event], datetime], None]
 """Called with the writer's connection, inside its transaction; raising rolls the
 change back (an effect that cannot be written must not be lost silently)."""

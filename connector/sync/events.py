@@ -10,6 +10,7 @@ from connector.sync.changes import (
     AttributesChanged,
     ContactCreated,
     Event,
+    LeadAdded,
     Merged,
     StatusChanged,
 )
@@ -53,6 +54,16 @@ def from_plan(
             events.append(ContactCreated(contact_id, origin, lead))
         elif state.dirty:
             events.append(AttributesChanged(contact_id, origin))
+    # Every other new lead of the batch: one that joined a stored contact, or a second
+    # one of a contact the batch created (ContactCreated names only the first).
+    created = {final(s.id) for s in plan.contacts.values() if s.new}
+    for write in plan.leads.values():
+        contact_id = final(write.contact_id)
+        record = write.record
+        if write.exists or (contact_id in created and leads_of.get(contact_id) is record):
+            continue
+        summary = lead_summary(record.source, record.source_id, record.context)
+        events.append(LeadAdded(contact_id, f"source:{record.source}", summary))
     for history_id, (contact_id, from_status, to_status, origin, actor, at) in zip(
         history_ids, history, strict=True
     ):

@@ -135,6 +135,35 @@ def test_every_stage_goes_once_in_order_initial_first_and_a_reentry_again(world:
     assert all(r["state"] == "delivered" for r in world.rows())
 
 
+def test_a_second_meta_lead_of_a_known_contact_sends_its_initial_stage_then_its_stages(
+    world: World,
+) -> None:
+    first = world.lead(5, created=time.time() - 7200)
+    world.poll()
+    contact = world.contact_of(first)
+    set_by_person(world.store, contact, "Qualified", "rep")
+    world.deliver()
+    assert world.sent() == [(first, INITIAL), (first, STAGES["Qualified"])]
+    # The same person fills in the form again: a new Meta lead on the existing contact.
+    second = world.lead(5, created=time.time() - 60)
+    world.poll()
+    assert world.contact_of(second) == contact
+    world.deliver()
+    assert world.sent()[2:] == [(second, INITIAL)]
+    [event] = world.dataset.events[2:]
+    assert abs(event["event_time"] - (time.time() - 60)) < 5  # the second lead's creation
+    # Later stages go for each of the contact's Meta leads, in order per lead.
+    set_by_person(world.store, contact, "Negotiating", "rep")
+    world.deliver()
+    assert sorted(world.sent()[3:]) == sorted(
+        [(first, STAGES["Negotiating"]), (second, STAGES["Negotiating"])]
+    )
+    # Polled again: the lead is known, nothing more goes.
+    world.poll()
+    world.deliver()
+    assert len(world.sent()) == 5
+
+
 def test_a_stage_older_than_7_days_is_a_dead_letter_with_its_reason(world: World) -> None:
     old = world.lead(2, created=time.time() - 8 * DAY)
     world.poll()
