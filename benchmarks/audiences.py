@@ -7,7 +7,9 @@
 Builds a store of `--members` Qualified contacts (email and phone), records them as
 already sent to the audience (what a first push leaves), then churns 1%: half of it
 leaves the segment (Lost), half is new. Measured, each in a fresh process so its peak
-RSS is its own: the plan (the diff and the key hashing, no call), the push of the churn
+RSS is its own: for comparison the whole-segment scan (the diff before the watermark,
+still used for segments that move with time), then the plan (the incremental diff from
+the first push's watermark and the key hashing, no call), the push of the churn
 to the Graph emulator over loopback (calls against the minimum: adds in 10,000s,
 removes in 200s), then a plan again (zero calls expected). Targets (issue 14): diff
 < 2 s, calls equal to the minimum, zero calls when nothing changed, RSS <= 300 MB.
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from sqlalchemy import create_engine, insert, text, update
 
 from connector.statuses import Catalogue
+from connector.store import audiences as audience_state
 from connector.store import open_store
 from connector.store.tables import audience_members, contacts
 
@@ -50,6 +53,10 @@ def build(url: str, members: int) -> None:
     store = open_store(url, Catalogue.default(), upgrade=True)
     qualified = store.catalogue.resolve("Qualified").id
     now = datetime.now(UTC)
+    # The members were last changed a day ago and sent by the first push an hour later;
+    # the churn happens now, after that push's watermark.
+    past = now - timedelta(days=1)
+    pushed = past + timedelta(hours=1)
     started = time.perf_counter()
     chunk = 20_000
     with store.engine.begin() as conn:
@@ -63,14 +70,14 @@ def build(url: str, members: int) -> None:
                         "email": f"person{i}@example.com",
                         "phone": f"+6012{i:07d}",
                         "custom": {},
-                        "created_at": now,
-                        "updated_at": now,
+                        "created_at": past,
+                        "updated_at": past,
                     }
                     for i in range(start, min(members, start + chunk))
                 ],
             )
     # What a first push leaves: every member recorded as sent.
-    from adapters.facebook import audiences as sync
+    from adapters.facebook import audience_diff as sync
     from adapters.facebook.audience_config import AudienceConfig
 
     config = AudienceConfig(name=NAME, where=WHERE)
@@ -80,14 +87,18 @@ def build(url: str, members: int) -> None:
             conn.execute(
                 insert(audience_members),
                 [
-                    {"audience": NAME, "contact_id": c, "key_hash": k, "row": r, "sent_at": now}
+                    {"audience": NAME, "contact_id": c, "key_hash": k, "row": r, "sent_at": pushed}
                     for c, k, r in rows[start : start + chunk]
                 ],
             )
         # 1% churn: half leave the segment, half are new people.
         churn = members // 100
         lost = store.catalogue.resolve("Lost").id
-        conn.execute(update(contacts).where(contacts.c.id <= churn // 2).values(status=lost))
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.id <= churn // 2)
+            .values(status=lost, status_changed_at=now, updated_at=now)
+        )
         conn.execute(
             insert(contacts),
             [
@@ -103,6 +114,13 @@ def build(url: str, members: int) -> None:
                 for i in range(churn // 2)
             ],
         )
+    # ...and the watermark that first push left.
+    mark = audience_state.watermark(store, pushed)
+    audience_state.save_ids(
+        store,
+        NAME,
+        {"watermark": mark.isoformat(), "basis": sync.basis(store, config), "deferred": []},
+    )
     if url.startswith("postgresql"):
         with store.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
@@ -114,6 +132,7 @@ def build(url: str, members: int) -> None:
 
 def measure(url: str, step: str) -> dict[str, object]:
     """One step in this (fresh) process: its time and its own peak RSS."""
+    from adapters.facebook import audience_diff
     from adapters.facebook import audiences as sync
     from adapters.facebook.audience_config import AudiencesConfig
     from adapters.facebook.fake import FakeGraph
@@ -126,6 +145,10 @@ def measure(url: str, step: str) -> dict[str, object]:
     started = time.perf_counter()
     if step == "plan":
         result: dict[str, object] = dict(sync.plan(store, config)[0])
+        result["mode"] = audience_diff.mode(store, NAME, config.sets[0])
+    elif step == "scan":  # the whole-segment scan a push made before the watermark
+        found = list(audience_diff.scan(store, NAME, config.sets[0]))
+        result = {"mode": "scan", "changes": len(found)}
     else:
         fake = FakeGraph(seed=1)
         fake.start()
@@ -175,7 +198,7 @@ def main() -> None:
     churn = args.members // 100
     minimum = -(-(churn // 2) // 10_000) + -(-(churn // 2) // 200)
     print(f"# minimum calls for the churn: {minimum}", flush=True)
-    for step in ("plan", "push", "plan"):
+    for step in ("scan", "plan", "push", "plan"):
         done = subprocess.run(
             [sys.executable, __file__, "--step", step, "--url", url],
             capture_output=True,

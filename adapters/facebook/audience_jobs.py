@@ -7,9 +7,20 @@ from typing import Any
 
 import typer
 
-from adapters.facebook.audiences import Pusher, ads_graph, plan
+from adapters.facebook.audiences import HEALTH, Pusher, ads_graph, advice, plan
 from adapters.facebook.config import FacebookConfig
-from connector.sdk import Job, Runtime, Store, audience_state, out, print_json, state
+from adapters.facebook.errors import GraphError
+from connector.sdk import (
+    Job,
+    Runtime,
+    Store,
+    audience_state,
+    out,
+    print_json,
+    read_health,
+    report_health,
+    state,
+)
 
 JOB = "facebook.audiences"
 
@@ -95,19 +106,33 @@ def audiences_push(
 
 
 def audiences_status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
-    """What each audience holds as far as leadsync sent it, Meta's approximate size, and
-    what Meta said of the last batches (received, invalid, samples of why)."""
+    """What each audience holds as far as leadsync sent it, Meta's approximate size, what
+    Meta said of the last batches (received, invalid, samples of why), removals deferred
+    because the audience is too small, and an error a person must act on (the token,
+    a permission) with what to do."""
     store, config = _section(ctx)
     job = pusher(store, config)
+    health = {row["source"]: row for row in read_health(store)}
     found: list[dict[str, Any]] = []
     for audience in config.audiences.sets if config.audiences else []:
         ids = job.ids(audience.name)
         size: dict[str, Any] = {}
+        row = health.get(f"{HEALTH}:{audience.name}") or {}
+        problem = row.get("reason") if row.get("state") == "failing" else None
         if ids.get("id"):
-            size = job.graph.get(
-                ids["id"],
-                params={"fields": "approximate_count_lower_bound,approximate_count_upper_bound"},
-            )
+            try:
+                size = job.graph.get(
+                    ids["id"],
+                    params={
+                        "fields": "approximate_count_lower_bound,approximate_count_upper_bound"
+                    },
+                )
+            except GraphError as exc:
+                todo = advice(exc, job.audiences.account)
+                if todo is None:
+                    raise
+                problem = todo  # what the status call itself met is the newest word
+                report_health(store, f"{HEALTH}:{audience.name}", "failing", todo)
         with audience_state.read(store) as conn:
             sent = audience_state.members(conn, audience.name)
             last = audience_state.last_pushes(conn, audience.name)
@@ -117,6 +142,9 @@ def audiences_status(ctx: typer.Context, as_json: bool = typer.Option(False, "--
                 "id": ids.get("id"),
                 "lookalike": ids.get("lookalike"),
                 "sent_members": sent,
+                "deferred_removals": len(ids.get("deferred") or []),
+                "last_push_ok": _iso(row.get("last_success_at")),
+                "failing": problem,
                 "approximate": [
                     size.get("approximate_count_lower_bound"),
                     size.get("approximate_count_upper_bound"),
@@ -138,9 +166,21 @@ def audiences_status(ctx: typer.Context, as_json: bool = typer.Option(False, "--
             + (f"; lookalike {a['lookalike']}" if a["lookalike"] else ""),
             highlight=False,
         )
+        if a["deferred_removals"]:
+            out.print(
+                f"  {a['deferred_removals']} removal(s) deferred: Meta says the audience "
+                "would be too small; tried again at each push",
+                highlight=False,
+            )
+        if a["failing"]:
+            out.print(f"  failing: {a['failing']}", highlight=False, markup=False)
         for b in a["last_batches"]:
             out.print(
                 f"  {b['at']:%Y-%m-%d %H:%M} {b['op']} {b['rows']}: received {b['received']}, "
                 f"invalid {b['invalid']}" + (f" {b['samples']}" if b["samples"] else ""),
                 highlight=False,
             )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,29 +1,33 @@
 """Custom audiences kept in sync with segments: only the difference goes out.
 
-Desired members are the audience's segment (minus test leads), read from the store in
-contact-id order; what was last sent is `connector.store.audiences`, in the same order.
-One merge walk over both streams gives the delta with flat memory whatever the size:
-a contact in the segment and not sent is an add; one sent and no longer in the segment
-(it left it, was merged away, lost its keys) is a remove of the row that was sent; one
-whose keys changed is a remove of the old row and an add of the new. A merge is one
-remove (the absorbed contact, now a tombstone) and at most one add (the survivor).
-
-Match keys are hashed here from the core's normalised values (never the SDK's hashing:
-it hashes phones raw and drops non-Latin letters, §E). EMAIL and PHONE, the keys nearly
-every audience uses, are hashed straight from the stored values (already normalised on
-ingest); `test_audiences.py` proves that equal to `normalize.match_keys`.
+The delta (what to add, what to remove) is adapters/facebook/audience_diff.py: normally
+only the contacts changed since the audience's last push. A contact in the segment and
+not sent is an add; one sent and no longer in the segment (it left it, was merged away,
+lost its keys) is a remove of the row that was sent; one whose keys changed is a remove
+of the old row and an add of the new. A merge is one remove (the absorbed contact, now
+a tombstone) and at most one add (the survivor).
 
 Calls (§B): adds in batches of 10,000 (POST /users); removes in batches of 200 (the
 DELETE's payload travels in the URL, which breaks near 300 rows); a rebuild through one
 `usersreplace` session (batch_seq from 1, last_batch_flag on the last). No change, no
 call. Each accepted batch is recorded with Meta's answer in one transaction.
+
+Meta refuses a removal that would leave the audience too small ("Audience Size too
+low", not in the reference: a GUESS from public reports). Such a removal is deferred,
+never fatal: the rest of the push goes on, the adds go first (they may lift the size),
+the refused removals are tried once more at the end, and what is still refused is kept
+as pending (`audiences status`) and tried again by the next push. A changed contact's
+new row is not added while its old row's removal waits, so what was sent stays exact.
+
+Token, permission and visibility errors, and a flagged audience, mark the audience
+failing in `leadsync status` and `audiences status` with what a person should do; the
+other audiences go on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,128 +35,62 @@ from typing import Any
 import structlog
 
 from adapters.facebook.audience_config import AudienceConfig, AudiencesConfig
+from adapters.facebook.audience_diff import (
+    FIELDS as _FIELDS,
+)
+from adapters.facebook.audience_diff import (
+    basis,
+    changes,
+    desired,
+    key_row,
+    row_hash,
+    segment_where,
+    walk,
+)
 from adapters.facebook.config import FacebookConfig
-from adapters.facebook.errors import GraphError
+from adapters.facebook.errors import Action, GraphError
 from adapters.facebook.graph import Graph, GraphClient
-from connector.sdk import Segment, SegmentCompiler, Store, audience_state, normalize
+from connector.sdk import Store, audience_state, report_health
 
 log = structlog.get_logger(__name__)
 
 ADD_BATCH = 10_000
 REMOVE_BATCH = 200
 LOOKALIKE_SEED = 100
-_FIELDS = ("email", "phone", "first_name", "last_name", "city", "state", "zip", "country",
-           "date_of_birth", "gender", "external_id")  # fmt: skip
+HEALTH = "facebook.audiences"  # health rows are "facebook.audiences:<audience name>"
+__all__ = ["_FIELDS", "changes", "desired", "key_row", "row_hash", "segment_where", "walk"]
 
 
-def key_row(contact: Any, keys: Sequence[str]) -> list[str] | None:
-    """The contact's hashed match keys in `keys` order ("" where it has none), or None
-    when it has none of them (nothing to match on: not sent)."""
-    fast = {"EMAIL", "PHONE"}
-    values: dict[str, str] = {}
-    if fast.issuperset(keys):
-        if contact.email:
-            values["EMAIL"] = normalize.sha256(contact.email)
-        if contact.phone:
-            values["PHONE"] = normalize.sha256(contact.phone.lstrip("+"))
-    else:
-        found, _ = normalize.match_keys({f: getattr(contact, f) for f in _FIELDS})
-        values = {
-            k: (v["normalized"] if k == "EXTERN_ID" else v["sha256"]) for k, v in found.items()
-        }
-    row = [values.get(k, "") for k in keys]
-    return row if any(row) else None
+def too_small(exc: GraphError) -> bool:
+    """Meta's refusal to remove members because the audience would get too small."""
+    text = str(exc).lower()
+    return "audience size too low" in text or "low audience size" in text
 
 
-def row_hash(row: Sequence[str]) -> str:
-    return hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:32]
-
-
-def segment_where(store: Store, config: AudienceConfig) -> Any:
-    """The audience's segment, test leads left out, compiled for the store."""
-    return Segment.of(f"({config.where}) and not is_test", store.catalogue).where(
-        SegmentCompiler(store.dialect, store.catalogue)
-    )
-
-
-def desired(
-    store: Store, config: AudienceConfig, batch: int = 5000
-) -> Iterator[tuple[int, str, list[str]]]:
-    """(contact id, key hash, row) of every member the segment wants, by contact id."""
-    where = segment_where(store, config)
-    for contact in audience_state.members_of(store, where, _FIELDS, batch):
-        row = key_row(contact, config.keys)
-        if row is not None:
-            yield int(contact.id), row_hash(row), row
-
-
-@dataclass
-class Delta:
-    """What one audience needs: rows to add, rows to remove (with their contacts)."""
-
-    adds: list[tuple[int, str, list[str]]] = field(default_factory=list)
-    removes: list[tuple[int, list[str]]] = field(default_factory=list)
-
-
-def walk(
-    wanted: Iterator[tuple[int, str, list[str]]], held: Iterator[tuple[int, str, list[str]]]
-) -> Iterator[tuple[str, int, str, list[str]]]:
-    """The merge walk: ("add", contact, hash, row) and ("remove", contact, hash, row)."""
-    w, h = next(wanted, None), next(held, None)
-    while w is not None or h is not None:
-        if h is None or (w is not None and w[0] < h[0]):
-            assert w is not None
-            yield "add", *w
-            w = next(wanted, None)
-        elif w is None or h[0] < w[0]:
-            yield "remove", *h
-            h = next(held, None)
-        else:
-            if w[1] != h[1]:  # its keys changed: out with the old row, in with the new
-                yield "remove", *h
-                yield "add", *w
-            w, h = next(wanted, None), next(held, None)
-
-
-def changes(
-    store: Store, name: str, config: AudienceConfig, full: bool = False
-) -> Iterator[tuple[str, int, str, list[str]]]:
-    """The delta. By default the database finds it (`delta`): contacts of the segment
-    not sent, members sent and no longer in it, and members whose contact changed since
-    it was sent, whose keys alone are hashed again. `full` walks every member instead
-    (hashing all of them): the check that nothing was missed."""
-    if full:
-        with audience_state.read(store) as conn:
-            yield from walk(desired(store, config), audience_state.sent(conn, name))
-        return
-    yield from delta(store, name, config)
-
-
-def _fields(config: AudienceConfig) -> tuple[str, ...]:
-    return ("email", "phone") if {"EMAIL", "PHONE"}.issuperset(config.keys) else _FIELDS
-
-
-def delta(
-    store: Store, name: str, config: AudienceConfig
-) -> Iterator[tuple[str, int, str, list[str]]]:
-    """The store finds the candidates (audience_state.delta); only their keys are
-    hashed here, so a 1% churn of a million members hashes ten thousand rows."""
-    where = segment_where(store, config)
-    for kind, contact in audience_state.delta(store, name, where, _fields(config)):
-        if kind == "gone":
-            yield "remove", int(contact.contact_id), str(contact.key_hash), list(contact.row)
-            continue
-        row = key_row(contact, config.keys)
-        if kind == "new":
-            if row is not None:
-                yield "add", int(contact.id), row_hash(row), row
-            continue
-        new_hash = row_hash(row) if row is not None else None
-        if new_hash == contact.key_hash:
-            continue
-        yield "remove", int(contact.id), str(contact.key_hash), list(contact.row)
-        if row is not None and new_hash is not None:
-            yield "add", int(contact.id), new_hash, row
+def advice(exc: GraphError, account: str) -> str | None:
+    """What a person must do about an error no retry will fix, for an audience; None
+    for the others (throttles, transient errors, bad requests)."""
+    where = f"(#{exc.code}{'/' + str(exc.subcode) if exc.subcode else ''})"
+    if exc.action is Action.TOKEN:
+        return (
+            f"the System User token was rejected {where}: {exc}. Generate a new one in "
+            "Business Settings > System Users and set facebook.system_user_token"
+        )
+    if exc.action is Action.PERMISSION:
+        return (
+            f"permission denied {where}: {exc}. Give the System User's token "
+            f"ads_management and assign it ad account {account} (Business Settings > "
+            "System Users > Assign assets)"
+        )
+    if exc.action is Action.MISSING or (exc.code == 100 and exc.subcode == 33):
+        return (
+            f"the ad account or audience is not visible {where}: {exc}. Check "
+            f"facebook.audiences.ad_account_id ({account}) and that the System User is "
+            "assigned that ad account"
+        )
+    if exc.code == 100 and exc.subcode == 1713230:
+        return f"Meta flagged the audience {where}: resolve it in Ads Manager, then push again"
+    return None
 
 
 def plan(store: Store, audiences: AudiencesConfig, full: bool = False) -> list[dict[str, Any]]:
@@ -273,36 +211,59 @@ class Pusher:
     def push(
         self, config: AudienceConfig, rebuild: bool = False, full: bool = False
     ) -> dict[str, Any]:
-        audience = self.audience_id(config)
-        result = self._replace(config, audience) if rebuild else self._diff(config, audience, full)
-        result["lookalike"] = self._lookalike(config, audience)
+        """Push one audience: its difference (or, `rebuild`, every member again). An
+        error a person must act on (token, permission, a flagged audience) marks the
+        audience failing with what to do and is returned as `failing`, not raised."""
+        health = f"{HEALTH}:{config.name}"
+        try:
+            audience = self.audience_id(config)
+            if rebuild:
+                result = self._replace(config, audience)
+            else:
+                result = self._diff(config, audience, full)
+            result["lookalike"] = self._lookalike(config, audience)
+        except GraphError as exc:
+            todo = advice(exc, self.audiences.account)
+            if todo is None:
+                raise
+            log.warning("facebook.audience_failing", audience=config.name, code=exc.code)
+            report_health(self.store, health, "failing", todo)
+            return {"audience": config.name, "failing": todo, "calls": 0}
+        deferred = len(self.ids(config.name).get("deferred") or [])
+        if deferred:
+            why = f"{deferred} removal(s) deferred: Meta says the audience would be too small"
+            report_health(self.store, health, "ok", why)
+        else:
+            report_health(self.store, health, "ok")
         return result
 
     def _diff(self, config: AudienceConfig, audience: str, full: bool) -> dict[str, Any]:
         # Recorded as sent when the diff began: a contact changed while the push runs
         # is newer than that and is looked at again next time.
-        self._started = datetime.now(UTC)
-        adds: list[tuple[int, str, list[str]]] = []
-        removes: list[tuple[int, list[str]]] = []
-        stats = {"audience": config.name, "added": 0, "removed": 0, "calls": 0, "invalid": 0}
+        self._started = started = datetime.now(UTC)
+        push = _Push(self, config, audience)
         for kind, contact, key_hash, row in changes(self.store, config.name, config, full):
             if kind == "add":
-                adds.append((contact, key_hash, row))
-                if len(adds) >= ADD_BATCH:
-                    self._send_adds(config, audience, adds, stats)
-                    adds = []
+                push.add(contact, key_hash, row)
             else:
-                removes.append((contact, row))
-                if len(removes) >= REMOVE_BATCH:
-                    self._send_removes(config, audience, removes, stats)
-                    removes = []
-        # Removes first at the end too: a changed contact's old row leaves before its new
-        # one is added under the same contact id.
-        if removes:
-            self._send_removes(config, audience, removes, stats)
-        if adds:
-            self._send_adds(config, audience, adds, stats)
-        return stats
+                push.remove(contact, row)
+        push.finish()
+        # Only a push that got to its end moves the watermark: one that died half way
+        # leaves the old one, and the next push looks at everything since again.
+        self._save_state(config, started, sorted(push.deferred))
+        return push.stats
+
+    def _save_state(self, config: AudienceConfig, started: datetime, deferred: list[int]) -> None:
+        mark = audience_state.watermark(self.store, started)
+        self._save_ids(
+            config.name,
+            {
+                **self.ids(config.name),
+                "watermark": mark.isoformat(),
+                "basis": basis(self.store, config),
+                "deferred": deferred,
+            },
+        )
 
     def _payload(self, config: AudienceConfig, rows: Sequence[list[str]]) -> dict[str, Any]:
         return {"schema": list(config.keys), "data": [list(r) for r in rows]}
@@ -330,18 +291,28 @@ class Pusher:
         audience: str,
         removes: list[tuple[int, list[str]]],
         stats: dict[str, Any],
-    ) -> None:
-        answer = self.graph.send(
-            "DELETE",
-            audience,
-            "users",
-            body={"payload": self._payload(config, [r[1] for r in removes])},
-        )
+    ) -> bool:
+        """Remove `removes`; False when Meta refused because the audience would get too
+        small (nothing recorded: those members are still in)."""
+        try:
+            answer = self.graph.send(
+                "DELETE",
+                audience,
+                "users",
+                body={"payload": self._payload(config, [r[1] for r in removes])},
+            )
+        except GraphError as exc:
+            if not too_small(exc):
+                raise
+            stats["calls"] += 1
+            log.info("facebook.audience_removal_deferred", audience=config.name, rows=len(removes))
+            return False
         with audience_state.write(self.store) as conn:
             audience_state.record(conn, config.name, [], [r[0] for r in removes], self._started)
             audience_state.log(conn, config.name, "remove", len(removes), answer, datetime.now(UTC))
         stats["removed"] += len(removes)
         stats["calls"] += 1
+        return True
 
     def _replace(self, config: AudienceConfig, audience: str) -> dict[str, Any]:
         """Every member again through one usersreplace session; what was sent before is
@@ -379,6 +350,7 @@ class Pusher:
         with audience_state.write(self.store) as conn:
             audience_state.replace(conn, config.name, started)
             audience_state.record(conn, config.name, everyone, [], started)
+        self._save_state(config, started, [])  # the replace took every removal with it
         return {
             "audience": config.name,
             "replaced": len(everyone),
@@ -415,3 +387,69 @@ class Pusher:
         lookalike = str(made["id"])
         self._save_ids(config.name, {**ids, "lookalike": lookalike})
         return lookalike
+
+
+class _Push:
+    """One diff push's batches: adds of 10,000, removes of 200, and the removals Meta
+    refuses while the audience is too small, kept aside and tried again after the adds.
+    An add of a contact whose old row waits to be removed is held back until that
+    removal is accepted (dropped, and the contact deferred, when it is not)."""
+
+    def __init__(self, pusher: Pusher, config: AudienceConfig, audience: str) -> None:
+        self.pusher, self.config, self.audience = pusher, config, audience
+        self.adds: list[tuple[int, str, list[str]]] = []
+        self.removes: list[tuple[int, list[str]]] = []
+        self.refused: list[tuple[int, list[str]]] = []
+        self.deferred: set[int] = set()
+        self.held = 0  # adds kept back by the last flush (their old rows wait)
+        self.stats: dict[str, Any] = {
+            "audience": config.name, "added": 0, "removed": 0, "calls": 0, "invalid": 0,
+            "deferred": 0,
+        }  # fmt: skip
+
+    def _waiting(self) -> set[int]:
+        return {r[0] for r in self.removes} | {r[0] for r in self.refused} | self.deferred
+
+    def add(self, contact: int, key_hash: str, row: list[str]) -> None:
+        self.adds.append((contact, key_hash, row))
+        if len(self.adds) - self.held >= ADD_BATCH:
+            self._flush_adds()
+
+    def remove(self, contact: int, row: list[str]) -> None:
+        if self.refused:  # Meta said too small: the rest waits for the adds, then one try
+            self.refused.append((contact, row))
+            return
+        self.removes.append((contact, row))
+        if len(self.removes) >= REMOVE_BATCH:
+            self._flush_removes()
+
+    def _flush_removes(self) -> None:
+        batch, self.removes = self.removes, []
+        if batch and not self.pusher._send_removes(self.config, self.audience, batch, self.stats):
+            self.refused.extend(batch)
+
+    def _flush_adds(self) -> None:
+        waiting = self._waiting()
+        ready = [a for a in self.adds if a[0] not in waiting]
+        self.adds = [a for a in self.adds if a[0] in waiting]
+        self.held = len(self.adds)
+        for start in range(0, len(ready), ADD_BATCH):
+            self.pusher._send_adds(
+                self.config, self.audience, ready[start : start + ADD_BATCH], self.stats
+            )
+
+    def finish(self) -> None:
+        # Removes first: a changed contact's old row leaves before its new one is added
+        # under the same contact id.
+        self._flush_removes()
+        self._flush_adds()
+        retry, self.refused = self.refused, []
+        for start in range(0, len(retry), REMOVE_BATCH):
+            batch = retry[start : start + REMOVE_BATCH]
+            if self.deferred or not self.pusher._send_removes(
+                self.config, self.audience, batch, self.stats
+            ):
+                self.deferred.update(r[0] for r in batch)
+        self.adds = [a for a in self.adds if a[0] not in self.deferred]
+        self._flush_adds()
+        self.stats["deferred"] = len(self.deferred)

@@ -10,18 +10,46 @@ already in, or removing one already out, changes nothing).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+)
 
+from connector.segments.fields import field_for, resolve
+from connector.segments.grammar import parse
+from connector.segments.tree import And, Condition, Expr, Not, Or
+from connector.statuses import Catalogue
 from connector.store.bulk import among
 from connector.store.engine import Store
 from connector.store.ingest import load_cursor, save_cursor
 from connector.store.tables import audience_members, audience_pushes, contacts
 
 STATE = "facebook-audiences"  # cursors source holding each audience's Graph ids
+LAG = timedelta(minutes=10)
+"""How far behind a push's start its watermark is set. A writer stamps updated_at with
+its own clock when its transaction begins and the change is visible only once it
+commits: a push reading in between must not move past it. Ten minutes is far longer
+than any of the store's write transactions (an ingest batch, a status move); on
+PostgreSQL the oldest open transaction pulls the watermark further back (`watermark`).
+Re-reading contacts changed within the lag costs a little and changes nothing: each is
+compared with what was sent."""
+# Fields whose truth is not on the contact's own row (leads, interactions, field issues):
+# a change there does not touch contacts.updated_at, so such a segment is scanned whole.
+_ELSEWHERE = {"lead", "last_activity", "has_issues"}
 
 
 def sent(
@@ -140,6 +168,94 @@ def delta(
         )
         for row in run.execute(changed):
             yield "changed", row
+
+
+def row_bound(text: str | None) -> bool:
+    """Whether membership of segment `text` moves only when the contact's own row
+    changes (what bumps updated_at: status, attributes, custom values, test flag, merge).
+    Not for a duration (`created > 30d` is a different set tomorrow with no write), nor
+    for lead fields, last_activity or has_issues (other tables)."""
+    if text is None or not text.strip():
+        return True
+
+    def ok(expr: Expr) -> bool:
+        if isinstance(expr, And | Or):
+            return all(ok(e) for e in expr.items)
+        if isinstance(expr, Not):
+            return ok(expr.item)
+        assert isinstance(expr, Condition)
+        found = field_for(expr.name, expr.column)
+        if found.kind in _ELSEWHERE or found.target in _ELSEWHERE:
+            return False
+        return all(v.kind != "duration" for v in expr.values)
+
+    return ok(parse(text))
+
+
+def basis(text: str | None, keys: Sequence[str], catalogue: Catalogue) -> str:
+    """A fingerprint of what decides an audience's rows: its segment as the catalogue
+    reads it (status names to ids, ranks) and its match keys. A watermark holds only for
+    the basis it was taken under; another one needs a full walk."""
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)  # durations do not move the fingerprint
+    meaning = repr(resolve(parse(text), catalogue, epoch)) if text and text.strip() else ""
+    return hashlib.sha256(f"{meaning}\x1f{','.join(keys)}".encode()).hexdigest()[:32]
+
+
+def watermark(store: Store, started: datetime) -> datetime:
+    """The watermark a push that began reading at `started` may leave: `LAG` before it,
+    and on PostgreSQL before the oldest transaction still open in the database (its
+    writes are not visible yet and may carry an earlier updated_at)."""
+    mark = started - LAG
+    if store.dialect == "postgresql":
+        with store.reader.connect() as conn:
+            oldest = conn.execute(
+                text(
+                    "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+        if oldest is not None:
+            mark = min(mark, oldest.astimezone(UTC) - LAG)
+    return mark
+
+
+def touched(
+    store: Store,
+    audience: str,
+    where: Any,
+    fields: Sequence[str],
+    since: datetime,
+    also: Sequence[int] = (),
+    batch: int = 5000,
+) -> Iterator[Any]:
+    """The incremental delta's candidates: every contact changed after `since` (and the
+    contacts `also`: removals deferred by an earlier push), live or not, by id, with its
+    `fields`, `wanted` (whether the segment `where` holds it now) and the key_hash and
+    row last sent for it (None when none was). Only these can differ from what was sent
+    when nothing else changed since the watermark."""
+    m = audience_members
+    columns = [contacts.c.id, *(contacts.c[f] for f in fields)]
+    wanted = case((where, True), else_=False).label("wanted")
+    changed = contacts.c.updated_at > since
+    if also:
+        changed = or_(changed, *(among_ids(also)))
+    query = (
+        select(*columns, wanted, m.c.key_hash, m.c.row)
+        .select_from(
+            contacts.outerjoin(m, and_(m.c.audience == audience, m.c.contact_id == contacts.c.id))
+        )
+        .where(changed)
+        .order_by(contacts.c.id)
+    )
+    with store.reader.connect() as conn:
+        yield from conn.execution_options(yield_per=batch).execute(query)
+
+
+def among_ids(ids: Sequence[int], chunk: int = 500) -> list[Any]:
+    """`contacts.id IN (...)` in chunks small enough for every driver."""
+    ordered = sorted(set(ids))
+    found = [contacts.c.id.in_(ordered[i : i + chunk]) for i in range(0, len(ordered), chunk)]
+    return found or [false()]
 
 
 def ids(store: Store, name: str) -> dict[str, Any]:
