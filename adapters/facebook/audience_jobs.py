@@ -67,12 +67,19 @@ def _section(ctx: typer.Context) -> tuple[Store, FacebookConfig]:
     return app.store(existing=True), found
 
 
-def audiences_plan(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+_FULL = typer.Option(
+    False, "--full", help="Hash every member again instead of reading only what changed."
+)
+
+
+def audiences_plan(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json"), full: bool = _FULL
+) -> None:
     """Per audience: members to add and remove, and the calls a push would make. No call
     is made."""
     store, config = _section(ctx)
     assert config.audiences is not None
-    rows = plan(store, config.audiences)
+    rows = plan(store, config.audiences, full=full)
     if as_json:
         print_json(rows)
         return
@@ -91,12 +98,14 @@ def audiences_push(
         False, "--rebuild", help="Send every member again in one replace session."
     ),
     as_json: bool = typer.Option(False, "--json"),
+    full: bool = _FULL,
 ) -> None:
     """Send each audience's difference (or, with --rebuild, all its members)."""
     store, config = _section(ctx)
     job = pusher(store, config)
     results = [
-        job.push(a, rebuild=rebuild) for a in (config.audiences.sets if config.audiences else [])
+        job.push(a, rebuild=rebuild, full=full)
+        for a in (config.audiences.sets if config.audiences else [])
     ]
     if as_json:
         print_json(results)
