@@ -6,6 +6,10 @@ of it. A push sends only the difference and records each batch here in one trans
 after Meta accepted it: a crash between the call and the record re-sends that batch on
 the next push, which Meta takes twice without counting anyone twice (adding a member
 already in, or removing one already out, changes nothing).
+
+Each audience's cursor (`ids`) also keeps the watermark of its last complete push, the
+basis it holds for (the segment as read, the keys) and the removals deferred because
+Meta said the audience was too small: adapters/facebook/audience_diff.py reads them.
 """
 
 from __future__ import annotations
@@ -143,7 +147,8 @@ def delta(
     store: Store, audience: str, where: Any, fields: Sequence[str], batch: int = 5000
 ) -> Iterator[tuple[str, Any]]:
     """What may have to change in `audience`, found by three indexed joins on the contact
-    id, so a push costs the size of the change, not of the audience:
+    id over the whole segment (a push's diff for segments that move with time or read
+    other tables, and for the first push; `touched` is the incremental one):
     ("new", row): a contact of the segment never sent;
     ("gone", row): a member sent that is no longer in the segment (contact_id, key_hash, row);
     ("changed", row): a member whose contact changed after it was sent (its fields, and
