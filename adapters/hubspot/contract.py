@@ -78,8 +78,8 @@ class HubSpotCase:
             self.made += 1
 
     def _source(self, store: Store, token: str) -> HubSpotSource:
-        return HubSpotSource(_client(_config(self.fake, token)), _config(self.fake, token),
-                             store.catalogue)  # fmt: skip
+        config = _config(self.fake, token)
+        return HubSpotSource(_client(config), config, store)
 
     def source(self, store: Store) -> LeadSource:
         return self._source(store, self.fake.token)

@@ -75,7 +75,7 @@ def pull(
     outbox rows (the daemon's outbox job then delivers at once)."""
     with store.engine.begin() as conn:
         cursor = load_cursor(conn, SOURCE, STREAM)
-    source = HubSpotSource(client, config, store.catalogue)
+    source = HubSpotSource(client, config, store)
     counts = {"contacts": 0, "pages": 0, "observed": 0, "throttled": 0}
     pipeline = Pipeline(store, default_region=default_region, workers=0)
     for page in source.pages(cursor):

@@ -26,7 +26,7 @@ from adapters.hubspot.client import HubSpotClient, HubSpotContact, HubSpotError
 from adapters.hubspot.config import HubSpotConfig
 from adapters.hubspot.contacts import READ_PROPERTIES, status_of, to_lead
 from adapters.hubspot.webhook import SOURCE
-from connector.sdk import Batch, Catalogue, HttpError, Lead, SourceError, ThrottledError
+from connector.sdk import Batch, HttpError, Lead, SourceError, Store, ThrottledError, links, reads
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,7 @@ class HubSpotSource:
 
     client: HubSpotClient
     config: HubSpotConfig
-    catalogue: Catalogue
+    store: Store
     name: str = SOURCE
     throttled: float | None = field(default=None, init=False)
     """Seconds the API's throttle asked for, when the last read was cut short by one."""
@@ -96,10 +96,22 @@ class HubSpotSource:
             yield Page(page, {"ms": _newest(page, newest)})
 
     def leads(self, contacts: list[HubSpotContact]) -> list[Lead]:
-        """The contacts as leads, each in the status HubSpot shows (contacts.py)."""
+        """The contacts as leads. Only one the store does not hold yet carries the
+        status HubSpot shows, so that its contact starts there (contacts.py); a known
+        contact's status is the engine's to decide (the pull observes it), never the
+        lead's: a lead's status moves a contact up past the echo check and the conflict
+        rules, so our own older write read back would undo a newer change."""
         prop, words = self.config.status_property, self.config.vocabulary
+        ids = [c.id for c in contacts]
+        with self.store.reader.connect() as conn:
+            # Linked but no lead yet: a contact our push created or found there by email.
+            known = reads.stored_source_ids(conn, SOURCE, ids) | set(links.many(conn, SOURCE, ids))
+        catalogue = self.store.catalogue
         return [
-            to_lead(c, status_of(c.properties.get(prop), words, self.catalogue)) for c in contacts
+            to_lead(
+                c, None if c.id in known else status_of(c.properties.get(prop), words, catalogue)
+            )
+            for c in contacts
         ]
 
     def read(self, stream: str, cursor: Any) -> Iterator[Batch]:
