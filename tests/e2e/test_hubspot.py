@@ -30,6 +30,7 @@ from connector.store.tables import leads, outbox, status_history
 from connector.sync import fanout, links
 from connector.sync import outbox as ob
 from connector.sync.status import set_by_person
+from connector.sync.why import explain
 from tests.contract.test_store import lead
 from tests.e2e.test_facebook import StubRuntime, count, serving
 
@@ -136,6 +137,9 @@ def test_pull_crosses_the_search_cap_and_observes_each_status(
     fake.change(made[9], "hs_lead_status", "UNQUALIFIED", source="CRM_UI")
     pull(hub, client, config)
     assert status_of(hub, str(made[9])) == "Qualified"
+    # `leadsync contacts why` says so, rather than leave "automation" unexplained.
+    said = " ".join(explain(hub, contact_of(hub, str(made[9])))["lines"])
+    assert "refused Disqualified" in said and "hubspot did not report a person" in said
 
 
 def test_webhooks_duplicated_and_reordered_settle_on_the_newest(
