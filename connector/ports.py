@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import typer
@@ -167,6 +168,13 @@ class Plugin(Protocol):
     contract_exempt: str
     """Why the contract suite's source checks do not apply to this adapter, and where it
     is tested instead (absent: it offers `contract_source` or `contract_status`)."""
+
+    def contract_source(self, workdir: Path) -> Any:
+        """A `connector.sdk.SourceCase` for the contract suite's lead-source checks."""
+
+    def contract_status(self, workdir: Path) -> Any:
+        """A `connector.sdk.StatusCase` for the two-way checks (a `StatusSystem`'s
+        adapter): echo suppression, a change made there, a throttled push."""
 
     def status_systems(self, config: Any) -> list[str]:
         """The two-way systems (`StatusSystem.name`) this configuration connects (empty

@@ -14,8 +14,9 @@ points) may use exactly what this module exports, and nothing else of `connector
 - health: `report_health` / `read_health` (`leadsync status`, pauses across replicas);
 - CLI output: `state`, `out`, `err`, `print_stats`, `progress_bar`;
 - test helpers: `SourceCase`, what a plugin's `contract_source(workdir)` returns so the
-  contract suite (tests/contract/) runs its checks on the adapter with no list to keep
-  (a two-way system will offer `contract_status(workdir)` the same way: see there).
+  contract suite (tests/contract/) runs its checks on the adapter with no list to keep,
+  and `StatusCase`, what a two-way system's `contract_status(workdir)` returns (echo
+  suppression, a change made there, a throttled push).
 
 Everything else (cli internals, store tables, runtime internals) may change without
 notice; a test (tests/unit/test_sdk.py) fails when an adapter reaches past this module.
@@ -153,6 +154,48 @@ class SourceCase(Protocol):
         """Stop what the case started (an emulator)."""
 
 
+@runtime_checkable
+class StatusCase(Protocol):
+    """A two-way system with records in it, made by the adapter for the contract suite.
+
+    A plugin offers one through `contract_status(workdir: Path) -> StatusCase`; the
+    suite (tests/contract/test_status_systems.py) finds it through the entry points and
+    checks, on SQLite and PostgreSQL, that our own writes coming back are dropped as
+    echoes and that a change a person makes there is taken. The case starts with two
+    records, each in the system's word for New, that the store has not seen yet."""
+
+    name: str
+    """The system's name: its `StatusSystem.name`, the outbox destination and the
+    origin of what it shows."""
+
+    def pull(self, store: Store) -> None:
+        """One read of the system as the daemon's job does it (a pull, a poll): its
+        records as leads, their statuses handed to the engine (`observe`)."""
+
+    def system(self, store: Store) -> StatusSystem:
+        """The system's push (its outbox destination), pointed at the emulator."""
+
+    def word(self, status: str) -> str | None:
+        """The system's word the push writes for the leadsync status `status`."""
+
+    def set_there(self, external_id: str, status: str) -> None:
+        """A person changes the record's status in the system to its word for `status`
+        (the system's clock: later than anything so far)."""
+
+    def shown(self, external_id: str) -> str | None:
+        """The status word the system shows for the record now."""
+
+    def throttle(self) -> Callable[[], int] | None:
+        """Make the system throttle the push's calls as it really does, and return a
+        function counting the throttled answers served; None: it has no such limit."""
+
+    def lift(self) -> None:
+        """End the throttle `throttle` started."""
+
+    def close(self) -> None:
+        """Stop what the case started (an emulator)."""
+
+
 __all__ = [
     "API_CALLS",
     "API_ERRORS",
@@ -197,6 +240,7 @@ __all__ = [
     "SegmentCompiler",
     "SourceCase",
     "SourceError",
+    "StatusCase",
     "StatusObservation",
     "StatusSystem",
     "Store",

@@ -5,7 +5,8 @@ engine), the `contact.propertyChange` webhook route, the "hubspot" outbox destin
 demo`, and `leadsync fake hubspot`, a local emulator of the API.
 
 Modules: client (the API, on connector/http.py), signature (v3), events (webhook
-bodies), contacts (a HubSpot contact as a lead), pull, webhook, drain, push, demo;
+bodies), contacts (a HubSpot contact as a lead), source (the contacts search as a
+LeadSource), pull, webhook, drain, push, demo, contract (the contract suite's cases);
 fake* (the emulator).
 """
 
@@ -29,10 +30,6 @@ def section(config: Any) -> HubSpotConfig | None:
 
 
 class HubSpotPlugin:
-    contract_exempt = (
-        "its contract case (a pulled source and a two-way system) is not written yet; "
-        "tests/e2e/test_hubspot*.py cover the pull, webhooks, push and echoes"
-    )
     name = "hubspot"
     config_key = "hubspot"
     config_model = HubSpotConfig
@@ -125,6 +122,20 @@ class HubSpotPlugin:
         modified = props.get("lastmodifieddate") or "0"
         contact_id = str(props.get("hs_object_id") or context.get("hubspot_id") or ref)
         return to_lead(HubSpotContact(contact_id, to_ms(modified), props))
+
+    def contract_source(self, workdir: Path) -> Any:
+        """The contract suite's lead-source case: the emulator's contacts search
+        (adapters/hubspot/contract.py)."""
+        from adapters.hubspot.contract import HubSpotCase
+
+        return HubSpotCase()
+
+    def contract_status(self, workdir: Path) -> Any:
+        """The contract suite's two-way case: the push and the pull against the
+        emulator (adapters/hubspot/contract.py)."""
+        from adapters.hubspot.contract import HubSpotStatusCase
+
+        return HubSpotStatusCase()
 
     def register_cli(self, groups: dict[str, typer.Typer]) -> None:
         groups["fake"].command("hubspot")(fake_hubspot)

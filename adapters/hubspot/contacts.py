@@ -4,8 +4,9 @@ The person comes in through the normal pipeline like any source's lead (identity
 matching, merges, field issues), then the status property is observed by the two-way
 engine, which decides with its conflict rules (adapters/hubspot/pull.py, drain.py).
 
-The lead also carries the status HubSpot shows (`status_of`): a contact the store
-creates from HubSpot starts in HubSpot's status, as a contact from any source starts in
+A lead of a contact the store does not hold yet also carries the status HubSpot shows
+(`status_of`; source.py and drain.py): a contact the store creates from HubSpot starts
+in HubSpot's status, as a contact from any source starts in
 the status its lead names. Without it the contact would start in the default status,
 dated now, and the engine's recency rule would then refuse HubSpot's own value as
 older than that default (see the report: the engine should not date a default status).

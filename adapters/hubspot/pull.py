@@ -21,22 +21,18 @@ webhook, which carries both, is the precise path and the pull the safety net.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from adapters.hubspot.client import HubSpotClient, HubSpotContact
 from adapters.hubspot.config import HubSpotConfig
-from adapters.hubspot.contacts import (
-    READ_PROPERTIES,
-    identity,
-    ms_to_datetime,
-    status_of,
-    to_lead,
-)
+from adapters.hubspot.contacts import identity, ms_to_datetime
+from adapters.hubspot.source import STREAM, HubSpotSource
 from adapters.hubspot.webhook import SOURCE
 from connector.sdk import (
     Decision,
+    Lead,
     Pipeline,
     StatusObservation,
     Store,
@@ -46,7 +42,7 @@ from connector.sdk import (
 )
 
 PULL_JOB = "hubspot.pull"
-STREAM = "contacts"
+__all__ = ["PULL_JOB", "STREAM", "commit", "observation", "pull"]
 
 
 def observation(contact: HubSpotContact, config: HubSpotConfig) -> StatusObservation:
@@ -63,17 +59,6 @@ def observation(contact: HubSpotContact, config: HubSpotConfig) -> StatusObserva
     )
 
 
-def pages(contacts: Iterator[HubSpotContact], size: int) -> Iterator[list[HubSpotContact]]:
-    page: list[HubSpotContact] = []
-    for contact in contacts:
-        page.append(contact)
-        if len(page) >= size:
-            yield page
-            page = []
-    if page:
-        yield page
-
-
 def pull(
     store: Store,
     client: HubSpotClient,
@@ -84,37 +69,33 @@ def pull(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     wake: Callable[[], None] = lambda: None,
 ) -> dict[str, int]:
-    """One run: every contact modified since the cursor (minus the lag), page by page;
-    counts for the daemon's log. `wake` is called after a page that wrote outbox rows
-    (the daemon's outbox job then delivers at once)."""
+    """One run: every contact modified since the cursor (minus the lag), page by page,
+    read through `HubSpotSource` (source.py: the same reading the contract suite
+    checks); counts for the daemon's log. `wake` is called after a page that wrote
+    outbox rows (the daemon's outbox job then delivers at once)."""
     with store.engine.begin() as conn:
         cursor = load_cursor(conn, SOURCE, STREAM)
-    since = None
-    if isinstance(cursor, dict) and isinstance(cursor.get("ms"), int):
-        since = max(0, cursor["ms"] - int(config.lag * 1000))
-    wanted = (*READ_PROPERTIES, config.status_property)
-    counts = {"contacts": 0, "pages": 0, "observed": 0}
+    source = HubSpotSource(client, config, store)
+    counts = {"contacts": 0, "pages": 0, "observed": 0, "throttled": 0}
     pipeline = Pipeline(store, default_region=default_region, workers=0)
-    for page in pages(client.modified_since(since, wanted), client.page):
-        newest = max(c.modified_ms for c in page)
-        if isinstance(cursor, dict) and isinstance(cursor.get("ms"), int):
-            newest = max(newest, cursor["ms"])  # a lag re-read never moves it back
-        cursor = {"ms": newest}
-        observed = [observation(c, config) for c in page]
-        if commit(store, pipeline, page, observed, cursor, config, clock):
+    for page in source.pages(cursor):
+        observed = [observation(c, config) for c in page.contacts]
+        found = source.leads(page.contacts)
+        if commit(pipeline, found, observed, page.cursor, config, clock):
             wake()
-        counts["contacts"] += len(page)
+        counts["contacts"] += len(page.contacts)
         counts["pages"] += 1
         counts["observed"] += len(observed)
         if stopping():
             break
+    # A throttle cut the run short: the next run resumes from the last page's cursor.
+    counts["throttled"] = int(source.throttled is not None)
     return counts
 
 
 def commit(
-    store: Store,
     pipeline: Pipeline,
-    page: Sequence[HubSpotContact],
+    found: Sequence[Lead],
     observed: Sequence[StatusObservation],
     cursor: dict[str, Any],
     config: HubSpotConfig,
@@ -130,7 +111,5 @@ def commit(
         save_cursor(conn, SOURCE, STREAM, cursor, now)
         decided[:] = observe(conn, observed, config.vocabulary, now)
 
-    prop, words = config.status_property, config.vocabulary
-    found = [to_lead(c, status_of(c.properties.get(prop), words, store.catalogue)) for c in page]
     stats = pipeline.ingest(SOURCE, found, {"source": SOURCE}, also=also)
     return stats.created > 0 or any(d.history_id is not None for d in decided)

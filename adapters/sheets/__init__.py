@@ -152,6 +152,13 @@ class SheetsPlugin:
 
         return SheetsCase()
 
+    def contract_status(self, workdir: Path) -> Any:
+        """The contract suite's two-way case: a worksheet with a Status column
+        (adapters/sheets/contract.py)."""
+        from adapters.sheets.contract import SheetsStatusCase
+
+        return SheetsStatusCase()
+
     def demo_live(self) -> Any:
         """The Sheets emulator with the sample sales sheet, for `leadsync demo`."""
         from adapters.sheets.demo import SheetsDemo

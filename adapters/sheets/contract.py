@@ -1,6 +1,7 @@
-"""The Sheets adapter's case for the contract suite (tests/contract/): the Sheets
+"""The Sheets adapter's cases for the contract suite (tests/contract/): the Sheets
 emulator with a worksheet of six leads, a wrong token as the broken source, and
-Google's per-minute quota answered with 429s as the throttle."""
+Google's per-minute quota answered with 429s as the throttle (`SheetsCase`); a
+worksheet with a Status column as a two-way system (`SheetsStatusCase`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from adapters.sheets.client import SheetsClient
 from adapters.sheets.config import SheetsConfig
 from adapters.sheets.fake import TOKEN, FakeSheets
 from adapters.sheets.source import SheetSource
-from connector.sdk import LeadSource, Store
+from adapters.sheets.sync import SheetDestination, vocabulary
+from connector.sdk import LeadSource, Pipeline, StatusSystem, Store
 
 SHEET = "1ContractSheet"
 
@@ -63,6 +65,81 @@ class SheetsCase:
     def throttle(self) -> Callable[[], int] | None:
         before = self.fake.calls["error 429"]
         self.fake.fail_next("read", 429, times=1000)
+        return lambda: self.fake.calls["error 429"] - before
+
+    def lift(self) -> None:
+        self.fake.clear_faults()
+
+    def close(self) -> None:
+        self.fake.stop()
+
+
+STATUS_SHEET = "1ContractStatusSheet"
+STATUS_WORDS = {"Baru": "New", "Dihubungi": "Reach", "Layak": "Qualified", "Runding": "Negotiating"}
+
+
+class SheetsStatusCase:
+    """Two rows whose Status column says "Baru" (New), keys k0 and k1 (see
+    `connector.sdk.StatusCase`): the poll reads them, the push writes the column."""
+
+    name = "contract-status-sheet"
+
+    def __init__(self) -> None:
+        self.fake = FakeSheets()
+        self.fake.start()
+        self.fake.add_spreadsheet(STATUS_SHEET, "Contract", ("Leads",))
+        rows = [["Name", "Email", "leadsync id", "Status"]]
+        rows += [[f"Person {i}", f"s{i}@example.com", f"k{i}", "Baru"] for i in range(2)]
+        self.fake.type_rows(STATUS_SHEET, "Leads", rows)
+        self.config = SheetsConfig.model_validate(
+            {
+                "token": TOKEN,
+                "api_url": self.fake.base_url,
+                "sheets": [
+                    {
+                        "source": self.name,
+                        "spreadsheet_id": STATUS_SHEET,
+                        "worksheet": "Leads",
+                        "status_column": "Status",
+                        "statuses": STATUS_WORDS,
+                    }
+                ],
+            }
+        )
+        self.sheet = self.config.sheets[0]
+        self.client = SheetsClient(self.config, quota_wait=0.05)
+
+    def pull(self, store: Store) -> None:
+        from adapters.sheets import poll
+
+        poll(SheetSource(self.sheet, self.client, store.catalogue), Pipeline(store, workers=0))
+
+    def system(self, store: Store) -> StatusSystem:
+        return SheetDestination(self.sheet, self.client, store)
+
+    def word(self, status: str) -> str | None:
+        return vocabulary(self.sheet).to_external(status)
+
+    def _row(self, key: str) -> tuple[int, list[str]]:
+        rows = self.fake.values(STATUS_SHEET, "Leads")
+        for number, row in enumerate(rows, start=1):
+            if len(row) > 2 and row[2] == key:
+                return number, row
+        raise KeyError(f"no row with key {key}")
+
+    def set_there(self, external_id: str, status: str) -> None:
+        word = self.word(status)
+        assert word is not None, f"the sheet has no word for {status}"
+        number, _ = self._row(external_id)
+        self.fake.edit(STATUS_SHEET, "Leads", f"D{number}", word)
+
+    def shown(self, external_id: str) -> str | None:
+        _, row = self._row(external_id)
+        return row[3] if len(row) > 3 and row[3] else None
+
+    def throttle(self) -> Callable[[], int] | None:
+        before = self.fake.calls["error 429"]
+        self.fake.fail_next("any", 429, times=1000)
         return lambda: self.fake.calls["error 429"] - before
 
     def lift(self) -> None:

@@ -43,17 +43,19 @@ def run_daemon(
         logs.configure(1)  # the daemon logs at INFO: counts and ids, nothing personal
     app_state = state(ctx)
     config = app_state.config()
+    from connector.runtime.daemon import installed_plugins
     from connector.sync import fanout
 
-    # Status changes and new contacts fan out to the connected two-way systems.
-    fanout.connect(config)
+    # Status changes and new contacts fan out to the connected two-way systems (the
+    # daemon's plugins: the installed ones and any test plugin); SIGHUP reconnects it.
+    fanout.connect(config, plugins=installed_plugins())
     store = open_store(
         app_state.store_url or config.store.url,
         config.catalogue(),
         identity=config.identity.rules(),
     )
     kind: type[Any] = _once_report_class() if once else Daemon
-    daemon = kind(config, store, config_path=app_state.config_path)
+    daemon = kind(config, store, config_path=app_state.config_path, fanout="process")
     try:
         if once and not daemon.jobs():
             where = app_state.config_path or "no config file"

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -163,13 +163,19 @@ class Daemon(Runtime):
         plugins: dict[str, Plugin] | None = None,
         *,
         config_path: Path | str | None = None,
+        fanout: Literal["process", "store"] | None = None,
     ) -> None:
+        """`fanout`: where the caller connected the change feed's fan-out for `config`
+        (`connector.sync.fanout.connect`): "process" for every store of the process (as
+        `leadsync run` does), "store" for `store`'s engine only; a reload then connects
+        it again from the new YAML. None: the caller owns it and a reload leaves it."""
         self.config = config
         self.store = store
         self.stopping = threading.Event()
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.plugins = plugins if plugins is not None else installed_plugins()
         self.config_path = config_path
+        self.fanout = fanout
         self.locks = JobLocks(store)
         self.runner = JobRunner(self, self.locks)
         self.runner.on_finished = self.wake
@@ -336,10 +342,21 @@ class Daemon(Runtime):
                 from connector.runtime.server import all_routes
 
                 routes = all_routes(self, self.plugins)
+            wiring = None
+            if self.fanout is not None:
+                # Where status changes and new contacts fan out: a system added to or
+                # removed from the YAML is (not) fanned out to from this reload on.
+                from connector.sync import fanout
+
+                wiring = fanout.plan(config, self.plugins)
         except Exception as exc:
             self.config = previous
             log.warning("config.reload_rejected", reason=describe(exc))
             return False
+        if wiring is not None:
+            # Before the jobs: the new outbox job delivers to the new systems, so the
+            # rows for them must be written by the new fan-out.
+            wiring.apply(self.store.engine if self.fanout == "store" else None)
         if self.scheduler is not None:
             self.scheduler.remove_all_jobs()
             add_jobs(self.scheduler, jobs, self.runner)
@@ -349,7 +366,8 @@ class Daemon(Runtime):
             remount(self.app, routes)
         if _listen(config) != _listen(previous):
             log.warning("config.listen_change_ignored", reason="restart to listen elsewhere")
-        log.info("config.reloaded", jobs=[j.id for j in jobs])
+        systems = list(wiring.systems) if wiring is not None else None
+        log.info("config.reloaded", jobs=[j.id for j in jobs], fanout=systems)
         return True
 
     def _install_signals(self) -> dict[int, Any]:

@@ -11,13 +11,14 @@ Rows (connector.sync.outbox, ordered per destination and contact):
 `connect(config)` (the CLI and the daemon, before the store opens) installs it for
 every store of the process with the systems the installed plugins announce
 (`Plugin.status_systems(config)`) and the conflict rules of `sync:`; tests install it
-for one engine with systems of their own.
+for one engine with systems of their own. A daemon's SIGHUP re-plans it from the new
+YAML (`plan`, then `Wiring.apply` once the jobs and routes are built too).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,40 +54,77 @@ def installed(conn: Connection) -> Installed:
     return _by_engine.get(conn.engine.pool) or _settings.get("*") or _NOTHING
 
 
-def connected_systems(config: Any) -> list[str]:
-    """The two-way systems the installed plugins connect under `config`."""
-    from connector.ports import plugins
-
+def connected_systems(config: Any, plugins: Mapping[str, Any] | None = None) -> list[str]:
+    """The two-way systems the plugins (default: the installed ones) connect under
+    `config`."""
     found: list[str] = []
-    for plugin in plugins().values():
+    for plugin in _plugins(plugins).values():
         announce = getattr(plugin, "status_systems", None)
         if announce is not None:
             found += [s for s in announce(config) if s not in found]
     return found
 
 
-def connect(config: LeadsyncConfig, engine: Engine | None = None) -> list[str]:
+def _plugins(given: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if given is not None:
+        return given
+    from connector.ports import plugins
+
+    return plugins()
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What `connect` installs for a configuration, worked out and not yet installed:
+    a daemon's reload asks every plugin first (any may refuse the new config) and only
+    then swaps the fan-out, with its jobs and routes, so a failed reload keeps all of
+    the old wiring."""
+
+    sync: SyncConfig
+    systems: tuple[str, ...]
+    subscribers: Mapping[str, changes.Subscriber]
+
+    def apply(self, engine: Engine | None = None) -> list[str]:
+        """Install it for `engine` (None: every store of this process), replacing what
+        an earlier `apply` or `connect` put there; returns the systems."""
+        _subscribe(self.subscribers, engine)
+        return install(self.systems, self.sync, engine)
+
+
+def plan(config: Any, plugins: Mapping[str, Any] | None = None) -> Wiring:
+    """The wiring `config` asks for (see `Wiring`); raises what a plugin raises."""
+    return Wiring(
+        getattr(config, "sync", None) or SyncConfig(),
+        tuple(connected_systems(config, plugins)),
+        _wanted(config, plugins),
+    )
+
+
+def connect(
+    config: LeadsyncConfig,
+    engine: Engine | None = None,
+    plugins: Mapping[str, Any] | None = None,
+) -> list[str]:
     """Install the rules of `config.sync` and the fan-out to the systems the plugins
     announce, and the plugins' own change-feed subscribers (`Plugin.subscribers`), for
     `engine` (None: every store of this process). Returns the systems."""
-    connect_subscribers(config, engine)
-    return install(connected_systems(config), config.sync, engine)
+    return plan(config, plugins).apply(engine)
 
 
 _hooked: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _hooked_everywhere: set[str] = set()
 
 
-def connect_subscribers(config: Any, engine: Engine | None = None) -> list[str]:
-    """Subscribe what the plugins' `subscribers(config)` give; names an earlier call
-    installed and this configuration no longer wants are unsubscribed. Returns names."""
-    from connector.ports import plugins
-
+def _wanted(config: Any, plugins: Mapping[str, Any] | None) -> dict[str, changes.Subscriber]:
     wanted: dict[str, changes.Subscriber] = {}
-    for plugin in plugins().values():
+    for plugin in _plugins(plugins).values():
         offer = getattr(plugin, "subscribers", None)
         if offer is not None:
             wanted.update(offer(config))
+    return wanted
+
+
+def _subscribe(wanted: Mapping[str, changes.Subscriber], engine: Engine | None) -> None:
     before = _hooked_everywhere if engine is None else _hooked.setdefault(engine.pool, set())
     for name in before - set(wanted):
         changes.unsubscribe(engine, name)
@@ -94,6 +132,13 @@ def connect_subscribers(config: Any, engine: Engine | None = None) -> list[str]:
         changes.subscribe(engine, name, fn)
     before.clear()
     before.update(wanted)
+
+
+def connect_subscribers(config: Any, engine: Engine | None = None) -> list[str]:
+    """Subscribe what the plugins' `subscribers(config)` give; names an earlier call
+    installed and this configuration no longer wants are unsubscribed. Returns names."""
+    wanted = _wanted(config, None)
+    _subscribe(wanted, engine)
     return sorted(wanted)
 
 

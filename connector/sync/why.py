@@ -38,6 +38,18 @@ def reason(entry: dict[str, Any]) -> str:
         text = "the contact was created with it"
     else:
         text = "the source moved it (automation never lowers the rank)"
+    if (
+        rule in ("rank", "terminal")
+        and origin not in ("person",)
+        and not origin.startswith("source:")
+    ):
+        # Only automation is held by these rules: say why a change made by hand in the
+        # system may count as automation here (HubSpot's pull cannot tell who changed a
+        # value; its webhooks can: README "HubSpot").
+        text += (
+            f" (counted as automation: {origin} did not report a person making this "
+            "change; a value a system's pull reads without saying who set it never does)"
+        )
     verb = "set" if entry.get("accepted", True) else "refused"
     return f"{entry['at']}: {who} {verb} {to}{said} over {before}: {text}"
 

@@ -2,22 +2,28 @@
 
 A source that ignores the cursor it is given (reads everything, every time) passes the
 old "re-reading stores nothing new" check, because the store dedupes on (source,
-source_id); the lag-window check catches it.
+source_id); the lag-window check catches it. A two-way system whose push does not
+record what it wrote, or whose pull sees nothing, fails the two-way checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from sqlalchemy import update
 
-from connector.ports import Batch, LeadSource, plugins
-from connector.sdk import SourceCase
+from connector.config import SyncConfig
+from connector.ports import Batch, DeliveryResult, LeadSource, OutboxRow, StatusSystem, plugins
+from connector.sdk import SourceCase, StatusCase
 from connector.store import Store
-from tests.contract import checks
+from connector.store.tables import system_links
+from connector.sync import fanout
+from tests.contract import checks, status_checks
+from tests.contract.adapters import STATUS_SYSTEMS
 
 
 class IgnoresItsCursor:
@@ -107,3 +113,110 @@ def test_the_throttle_check_needs_a_throttle_really_served(
 ) -> None:
     with pytest.raises(AssertionError):
         checks.a_throttle_loses_nothing(ClaimsAThrottle(csv_case, lambda s: s), store)
+
+
+# -- two-way systems (tests/contract/status_checks.py) ---------------------------------
+
+
+class Forgetful:
+    """A system whose push writes the value but does not remember it in system_links
+    (as a push that skips `links.record_written` would)."""
+
+    def __init__(self, inner: StatusSystem, store: Store) -> None:
+        self.inner, self.store, self.name = inner, store, inner.name
+
+    def deliver(self, rows: Sequence[OutboxRow]) -> Sequence[DeliveryResult]:
+        results = self.inner.deliver(rows)
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(system_links)
+                .where(system_links.c.system == self.name)
+                .values(last_written_value=None, last_written_at=None)
+            )
+        return results
+
+
+class BrokenStatus:
+    """A working two-way case whose push is `Forgetful`, or whose pull reads nothing."""
+
+    def __init__(self, case: StatusCase, forget: bool = False, blind: bool = False) -> None:
+        self.case, self.forget, self.blind = case, forget, blind
+        self.name = case.name
+        self.pulls = 0
+
+    def pull(self, store: Store) -> None:
+        self.pulls += 1
+        if not self.blind or self.pulls == 1:  # a blind system reads once, then nothing
+            self.case.pull(store)
+
+    def system(self, store: Store) -> StatusSystem:
+        inner = self.case.system(store)
+        return Forgetful(inner, store) if self.forget else inner
+
+    def word(self, status: str) -> str | None:
+        return self.case.word(status)
+
+    def set_there(self, external_id: str, status: str) -> None:
+        self.case.set_there(external_id, status)
+
+    def shown(self, external_id: str) -> str | None:
+        return self.case.shown(external_id)
+
+    def throttle(self) -> Callable[[], int] | None:
+        return self.case.throttle()
+
+    def lift(self) -> None:
+        self.case.lift()
+
+    def close(self) -> None:
+        self.case.close()
+
+
+@pytest.fixture(params=STATUS_SYSTEMS)
+def two_way(request: pytest.FixtureRequest, tmp_path: Path, store: Store) -> Iterator[StatusCase]:
+    made = plugins()[request.param].contract_status(tmp_path)  # type: ignore[attr-defined]
+    fanout.install((made.name, status_checks.OTHER), SyncConfig(), store.engine)
+    yield made
+    fanout.uninstall(store.engine)
+    made.close()
+
+
+def test_a_push_that_does_not_record_its_write_fails_the_record_check(
+    two_way: StatusCase, store: Store
+) -> None:
+    broken = BrokenStatus(two_way, forget=True)
+    assert isinstance(broken, StatusCase)
+    with pytest.raises(AssertionError):
+        status_checks.a_push_writes_the_status_and_records_it(broken, store)
+
+
+def test_a_sheet_that_forgets_its_write_takes_its_own_echo_back(
+    store: Store, tmp_path: Path
+) -> None:
+    # A sheet dates what it shows when it is read: without the last-written value the
+    # engine takes our older write, read back, for a person's newer edit, and undoes
+    # the store's change (HubSpot dates its values, so there the recency rule also
+    # refuses it: the record check above is what fails for it).
+    case = plugins()["sheets"].contract_status(tmp_path)  # type: ignore[attr-defined]
+    fanout.install((case.name, status_checks.OTHER), SyncConfig(), store.engine)
+    try:
+        with pytest.raises(AssertionError, match="taken back"):
+            status_checks.our_own_write_coming_back_is_dropped(
+                BrokenStatus(case, forget=True), store
+            )
+    finally:
+        fanout.uninstall(store.engine)
+        case.close()
+
+
+def test_a_system_whose_pull_sees_no_change_fails_the_change_check(
+    two_way: StatusCase, store: Store
+) -> None:
+    with pytest.raises(AssertionError):
+        status_checks.a_change_made_there_after_our_write_is_taken(
+            BrokenStatus(two_way, blind=True), store
+        )
+
+
+def test_the_two_way_systems_unbroken_pass(two_way: StatusCase, store: Store) -> None:
+    status_checks.a_push_writes_the_status_and_records_it(two_way, store)

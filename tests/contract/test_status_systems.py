@@ -1,31 +1,61 @@
-"""The hook for two-way systems (StatusSystem, issue 12): every installed adapter whose
-plugin offers `contract_status(workdir)` will get the two-way checks here, found through
-the entry points like the lead sources in test_sources.py.
-
-NOT DONE YET: the checks need the engine (connector/sync/status.py, system_links and
-the observation API of the `engine` branch). The first is echo suppression: a value we
-pushed (`deliver`) that comes back in the system's next pull or webhook is recognised
-as our own echo through system_links and dropped (no status change, no outbox row).
-A case will offer, as `connector.sdk` will publish it:
-
-    class StatusCase(Protocol):
-        def system(self, store: Store) -> StatusSystem: ...   # pointed at its emulator
-        def set_there(self, external_id: str, value: str) -> None: ...  # "a person" edits
-        def observations(self, store: Store) -> list[StatusObservation]: ...  # pull/webhook
-        def close(self) -> None: ...
+"""The suite every two-way system passes (StatusSystem, issue 12): every installed
+adapter whose plugin offers `contract_status(workdir)` (connector.sdk's `StatusCase`:
+the system's pull and push against its emulator, a person's edit there, a throttle)
+gets the checks of tests/contract/status_checks.py, on SQLite and on PostgreSQL, found
+through the entry points like the lead sources in test_sources.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
+from connector.config import SyncConfig
+from connector.ports import plugins
+from connector.sdk import StatusCase
+from connector.store import Store
+from connector.sync import fanout
+from tests.contract import status_checks
 from tests.contract.adapters import STATUS_SYSTEMS
 
 
-@pytest.mark.parametrize(
-    "name",
-    STATUS_SYSTEMS
-    or [pytest.param("none", marks=pytest.mark.skip(reason="no adapter offers contract_status"))],
+def connected(case: StatusCase, store: Store) -> None:
+    """The store fans out to the case's system and to a second one."""
+    fanout.install((case.name, status_checks.OTHER), SyncConfig(), store.engine)
+
+
+@pytest.fixture(
+    params=STATUS_SYSTEMS
+    or [pytest.param("none", marks=pytest.mark.skip(reason="no adapter offers contract_status"))]
 )
-def test_our_own_write_coming_back_is_dropped_as_an_echo(name: str) -> None:
-    pytest.skip(f"{name}: the echo-suppression check lands with the engine (see module doc)")
+def status_case(
+    request: pytest.FixtureRequest, tmp_path: Path, store: Store
+) -> Iterator[StatusCase]:
+    made = plugins()[request.param].contract_status(tmp_path)  # type: ignore[attr-defined]
+    assert isinstance(made, StatusCase)
+    connected(made, store)
+    yield made
+    fanout.uninstall(store.engine)
+    made.close()
+
+
+def test_a_push_writes_the_status_and_records_it(status_case: StatusCase, store: Store) -> None:
+    status_checks.a_push_writes_the_status_and_records_it(status_case, store)
+
+
+def test_our_own_write_coming_back_is_dropped_as_an_echo(
+    status_case: StatusCase, store: Store
+) -> None:
+    status_checks.our_own_write_coming_back_is_dropped(status_case, store)
+
+
+def test_a_change_made_there_after_our_write_is_taken(
+    status_case: StatusCase, store: Store
+) -> None:
+    status_checks.a_change_made_there_after_our_write_is_taken(status_case, store)
+
+
+def test_a_throttled_push_loses_nothing(status_case: StatusCase, store: Store) -> None:
+    status_checks.a_throttled_push_loses_nothing(status_case, store)

@@ -30,6 +30,7 @@ from connector.store.tables import leads, outbox, status_history
 from connector.sync import fanout, links
 from connector.sync import outbox as ob
 from connector.sync.status import set_by_person
+from connector.sync.why import explain
 from tests.contract.test_store import lead
 from tests.e2e.test_facebook import StubRuntime, count, serving
 
@@ -136,6 +137,40 @@ def test_pull_crosses_the_search_cap_and_observes_each_status(
     fake.change(made[9], "hs_lead_status", "UNQUALIFIED", source="CRM_UI")
     pull(hub, client, config)
     assert status_of(hub, str(made[9])) == "Qualified"
+    # `leadsync contacts why` says so, rather than leave "automation" unexplained.
+    said = " ".join(explain(hub, contact_of(hub, str(made[9])))["lines"])
+    assert "refused Disqualified" in said and "hubspot did not report a person" in said
+
+
+def test_a_search_throttle_ends_the_pull_where_it_stands_and_the_next_resumes(
+    fake: FakeHubSpot, hub: Store
+) -> None:
+    now = int(time.time() * 1000)
+    for i in range(30):
+        fake.add_contact(f"t{i}@example.com", at=now - HOUR_MS + i * 1000, hs_lead_status="NEW")
+    config = hs_config(fake)
+    client = client_of(config, page=10, attempts=2)
+    real = fake.limits.take
+    served = {"searches": 0}
+
+    def take(search: bool) -> Any:
+        # The third search on is HubSpot's 429 (someone else spends the 5 a second).
+        if search:
+            served["searches"] += 1
+            if served["searches"] >= 3:
+                fake.limits.search_per_second = 0
+        return real(search)
+
+    fake.limits.take = take  # type: ignore[method-assign]
+    first = pull(hub, client, config)
+    assert first["throttled"] == 1 and first["contacts"] == 20  # two pages, then the 429
+    assert fake.calls["error_429"] >= 1
+    assert count(hub, leads, leads.c.source == "hubspot") == 20
+    fake.limits.take = real  # type: ignore[method-assign]
+    fake.limits.search_per_second = 5
+    second = pull(hub, client, config)
+    assert second["throttled"] == 0
+    assert count(hub, leads, leads.c.source == "hubspot") == 30  # nothing skipped
 
 
 def test_webhooks_duplicated_and_reordered_settle_on_the_newest(
