@@ -30,8 +30,10 @@ class ThreadedServer:
             def install_signal_handlers(self) -> None:  # tests and threads own signals
                 pass
 
+        # log_level=None: uvicorn sets its loggers' levels process-wide, so an emulator
+        # beside a daemon (the demo, tests) would silence the daemon's server logs too.
         config = uvicorn.Config(
-            self.app, log_level="critical", access_log=False, lifespan="off", log_config=None
+            self.app, log_level=None, access_log=False, lifespan="off", log_config=None
         )
         self._server = Quiet(config)
         self._thread = threading.Thread(
