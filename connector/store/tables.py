@@ -347,6 +347,9 @@ _LEASED = text("delivered_at IS NULL AND dead_at IS NULL AND claimed_until IS NO
 # (which matches a partial index's terms literally) uses the index too.
 _HEADS_PG = text("delivered_at IS NULL AND dead_at IS NULL AND head")
 _HEADS_SQLITE = text("delivered_at IS NULL AND dead_at IS NULL AND head = 1")
+# "Pending" spelled so that no other index's predicate follows from it (PostgreSQL does
+# not reason through coalesce): the per-contact probes can use no index but theirs.
+_PENDING_PROBE = text("coalesce(delivered_at, dead_at) IS NULL")
 outbox = Table(
     "outbox",
     metadata,
@@ -399,13 +402,17 @@ outbox = Table(
         sqlite_where=_LEASED,
         postgresql_where=_LEASED,
     ),
+    # The per-contact probes: a contact's first pending row (the claim's order check,
+    # enqueue, record). Its predicate is spelled apart (0013): on a table without
+    # statistics PostgreSQL, seeing near-equal costs, probed through (destination, key)
+    # instead, reading every pending row of the destination per candidate.
     Index(
         "ix_outbox_pending_contact",
         "destination",
         "contact_id",
         "id",
-        sqlite_where=_PENDING,
-        postgresql_where=_PENDING,
+        sqlite_where=_PENDING_PROBE,
+        postgresql_where=_PENDING_PROBE,
     ),
     # The claim: heads of a destination in the order they fall due. Rows backing off sort
     # after `now` and rows waiting behind their contact's head are not in it, so a claim

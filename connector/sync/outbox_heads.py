@@ -24,12 +24,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, text, update
+from sqlalchemy import Connection, func, or_, select, text, update
 
 from connector.store.tables import outbox
 
 _t = outbox
-_PENDING = and_(_t.c.delivered_at.is_(None), _t.c.dead_at.is_(None))
+
+
+def pending(row: Any) -> Any:
+    """`row` (an outbox alias) is pending, spelled as ix_outbox_pending_contact's
+    predicate is: so that a per-contact probe can use that index and no other (on a
+    table without statistics the planner otherwise may pick one whose predicate says
+    pending too, and read every pending row of the destination per probe)."""
+    return func.coalesce(row.c.delivered_at, row.c.dead_at).is_(None)
 
 
 def contacts_waiting(
@@ -58,7 +65,7 @@ def contacts_waiting(
             found = conn.execute(
                 select(_t.c.contact_id)
                 .distinct()
-                .where(_t.c.destination == destination, _t.c.contact_id.in_(ordered), _PENDING)
+                .where(_t.c.destination == destination, _t.c.contact_id.in_(ordered), pending(_t))
             )
         waiting.update((destination, int(c)) for (c,) in found)
     return waiting
@@ -71,7 +78,7 @@ _FIRST_PENDING_LOCKED = text(
     CROSS JOIN LATERAL (
         SELECT o.id FROM outbox o
         WHERE o.destination = :d AND o.contact_id = v.c
-          AND o.delivered_at IS NULL AND o.dead_at IS NULL
+          AND coalesce(o.delivered_at, o.dead_at) IS NULL
         ORDER BY o.id LIMIT 1
         FOR SHARE OF o
     ) AS first
@@ -88,7 +95,7 @@ def heads_of_the_skipped(conn: Connection, values: list[dict[str, Any]]) -> None
     for destination, contact_id in sorted(pairs):
         first = (
             select(func.min(_t.c.id))
-            .where(_t.c.destination == destination, _t.c.contact_id == contact_id, _PENDING)
+            .where(_t.c.destination == destination, _t.c.contact_id == contact_id, pending(_t))
             .scalar_subquery()
         )
         conn.execute(
@@ -99,17 +106,16 @@ def heads_of_the_skipped(conn: Connection, values: list[dict[str, Any]]) -> None
 def first_pending_of_its_contact(row: Any) -> Any:
     """`row` (an outbox alias) is the lowest pending row of its (destination, contact):
     nothing earlier of that contact waits, backs off or is leased. A correlated min()
-    is one index probe (ix_outbox_pending_contact) per candidate whatever the planner
-    knows about the table; a NOT EXISTS may be planned as an anti join over every
-    pending row of the destination (on a table without statistics it was)."""
+    over `pending` is one probe of ix_outbox_pending_contact per candidate, the only
+    index that can serve it, whatever the planner knows about the table (a NOT EXISTS
+    may become an anti join over every pending row of the destination)."""
     earlier = outbox.alias("earlier")
     first = (
         select(func.min(earlier.c.id))
         .where(
             earlier.c.destination == row.c.destination,
             earlier.c.contact_id == row.c.contact_id,
-            earlier.c.delivered_at.is_(None),
-            earlier.c.dead_at.is_(None),
+            pending(earlier),
         )
         .scalar_subquery()
     )
@@ -129,8 +135,7 @@ def advance_heads(conn: Connection, ended: Sequence[int]) -> None:
         .where(
             following.c.destination == done.c.destination,
             following.c.contact_id == done.c.contact_id,
-            following.c.delivered_at.is_(None),
-            following.c.dead_at.is_(None),
+            pending(following),
         )
         .scalar_subquery()
     )

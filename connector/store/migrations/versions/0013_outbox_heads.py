@@ -9,6 +9,13 @@
   earlier rows, so its cost grew with the backlog (rows waiting behind their contact,
   rows backing off) and, on a table without statistics, with a bad plan.
 
+- `ix_outbox_pending_contact` (destination, contact_id, id) again, on pending rows
+  spelled `coalesce(delivered_at, dead_at) IS NULL`: the per-contact probe (a contact's
+  first pending row) says pending that way, so no other index's predicate follows from
+  it and the planner cannot probe through one of them. On a table without statistics
+  it did: through (destination, key), every pending row of the destination per
+  candidate (a 100,000-row claim stalled for minutes).
+
 Existing pending rows get their flag here, by the same rule.
 
 Revision ID: 0013
@@ -28,6 +35,18 @@ depends_on: str | Sequence[str] | None = None
 
 _HEADS_PG = sa.text("delivered_at IS NULL AND dead_at IS NULL AND head")
 _HEADS_SQLITE = sa.text("delivered_at IS NULL AND dead_at IS NULL AND head = 1")
+_PENDING = sa.text("delivered_at IS NULL AND dead_at IS NULL")
+_PENDING_PROBE = sa.text("coalesce(delivered_at, dead_at) IS NULL")
+
+
+def _contact_index(where: sa.TextClause) -> None:
+    op.create_index(
+        "ix_outbox_pending_contact",
+        "outbox",
+        ["destination", "contact_id", "id"],
+        sqlite_where=where,
+        postgresql_where=where,
+    )
 
 
 def upgrade() -> None:
@@ -45,6 +64,8 @@ def upgrade() -> None:
                   AND e.delivered_at IS NULL AND e.dead_at IS NULL))
         """
     )
+    op.drop_index("ix_outbox_pending_contact", table_name="outbox")
+    _contact_index(_PENDING_PROBE)
     op.create_index(
         "ix_outbox_heads_due",
         "outbox",
@@ -56,5 +77,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_heads_due", table_name="outbox")
+    op.drop_index("ix_outbox_pending_contact", table_name="outbox")
+    _contact_index(_PENDING)
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("head")
