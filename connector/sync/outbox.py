@@ -285,8 +285,9 @@ def claim(
     replica: str = "local",
     now: datetime | None = None,
 ) -> Claim:
-    """Lease up to `settings.batch` due rows of `destination` (oldest first, at most one
-    per contact) and count their attempt, in one short transaction.
+    """Lease up to `settings.batch` due rows of `destination` (those due longest first,
+    at most one per contact: its first pending row) and count their attempt, in one
+    short transaction.
 
     A row whose earlier attempt left no result (its claimer died) is claimed alone,
     before anything else: if it is what kills the process, it takes no batch companions
@@ -353,9 +354,9 @@ def record(
     """Write each row's result in short transactions, where the lease is still
     `taken`'s (a delivery is recorded even when it is not: the effect is there).
 
-    Rows an enqueue of their contact holds are not waited for (see `outbox_heads.lock`): they are
-    recorded a moment later, in the next transaction; after `_RECORD_TRIES` rounds the
-    last one waits."""
+    Rows an enqueue of their contact holds are not waited for (see
+    `outbox_heads.lock`): they are recorded a moment later, in the next transaction;
+    after `_RECORD_TRIES` rounds the last one waits."""
     now = now or datetime.now(UTC)
     stats = DeliveryStats()
     left = list(zip(taken.rows, results, strict=False))
