@@ -12,12 +12,20 @@ the outbox's own cost (claim, order check, lease, record), the ceiling a real
 destination's latency divides. Every row is checked delivered exactly once at the end.
 The PostgreSQL schema at --pg-url is dropped and recreated: point it at a database of
 your own.
+
+    python benchmarks/outbox.py --store postgres --first-claim --rows 100000 --contacts 100000
+
+`--first-claim`: instead, time the first claim (and the EXPLAIN ANALYZE of its query,
+with --explain) right after the rows are written, before the table has statistics
+(autovacuum is off or has not come round yet); with `--stale-stats` the table is
+ANALYZEd while still empty first, so the planner believes it tiny.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import random
 import sys
 import tempfile
@@ -46,7 +54,7 @@ class NoOp:
         return [Delivered() for _ in rows]
 
 
-def prepare(url: str, rows: int, people: int, analyze: bool = True) -> None:
+def prepare(url: str, rows: int, people: int, analyze: bool = True, stale: bool = False) -> None:
     if url.startswith("postgresql"):
         engine = create_engine(url)
         with engine.begin() as conn:
@@ -54,6 +62,9 @@ def prepare(url: str, rows: int, people: int, analyze: bool = True) -> None:
             conn.execute(text("CREATE SCHEMA public"))
         engine.dispose()
     store = open_store(url, upgrade=True)
+    if stale and url.startswith("postgresql"):
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE outbox")  # statistics of an empty table
     now = datetime.now(UTC)
     rng = random.Random(1)
     with store.engine.begin() as conn:
@@ -125,6 +136,36 @@ def run(url: str, rows: int, people: int, workers: int, batch: int, analyze: boo
     return rows / elapsed
 
 
+def first_claim(url: str, rows: int, people: int, batch: int, stale: bool, explain: bool) -> None:
+    """The first claim on a table of `rows` pending rows that has no statistics."""
+    prepare(url, rows, people, analyze=False, stale=stale)
+    store = open_store(url)
+    settings = OutboxConfig(batch=batch)
+    if explain and store.dialect == "postgresql":
+        from sqlalchemy import update
+        from sqlalchemy.dialects import postgresql
+
+        candidates = outbox._claimable("noop", datetime.now(UTC), batch, True, False)
+        query = update(outbox_table).where(outbox_table.c.id.in_(candidates))
+        query = query.values(attempts=outbox_table.c.attempts + 1)
+        sql = str(
+            query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        )
+        with store.engine.connect() as conn:
+            for (line,) in conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql):
+                print("  " + line)
+            conn.rollback()
+    started = time.perf_counter()
+    taken = outbox.claim(store, "noop", settings, "bench")
+    elapsed = time.perf_counter() - started
+    store.close()
+    print(
+        f"first claim of {len(taken.rows)} rows on a fresh {rows:,}-row outbox "
+        f"({people:,} contacts, {'stale' if stale else 'no'} statistics): {elapsed:.3f} s",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=["sqlite", "postgres"], nargs="+",
@@ -138,7 +179,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=OutboxConfig().batch)
     parser.add_argument("--no-analyze", action="store_true",
                         help="PostgreSQL: claim before the table has statistics")  # fmt: skip
+    parser.add_argument("--first-claim", action="store_true",
+                        help="time the first claim on a fresh table instead")  # fmt: skip
+    parser.add_argument("--stale-stats", action="store_true",
+                        help="--first-claim: ANALYZE the table while empty first")  # fmt: skip
+    parser.add_argument("--explain", action="store_true",
+                        help="--first-claim: EXPLAIN ANALYZE the claim (PostgreSQL)")  # fmt: skip
     args = parser.parse_args()
+    print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f}", flush=True)
+    if args.first_claim:
+        for store in args.store:
+            url = (
+                f"sqlite:///{tempfile.mkdtemp(prefix='outbox-bench-')}/store.db"
+                if store == "sqlite"
+                else args.pg_url
+            )
+            first_claim(url, args.rows, args.contacts, args.batch, args.stale_stats, args.explain)
+        print(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}", flush=True)
+        return
     for store in args.store:
         for n in args.workers:
             if store == "sqlite":
@@ -148,7 +206,7 @@ def main() -> None:
             rate = run(url, args.rows, args.contacts, n, args.batch, not args.no_analyze)
             print(
                 f"{store:8} workers={n} rows={args.rows} contacts={args.contacts} "
-                f"batch={args.batch}: {rate:,.0f} rows/s",
+                f"batch={args.batch}: {rate:,.0f} rows/s (load {os.getloadavg()[0]:.2f})",
                 flush=True,
             )
 

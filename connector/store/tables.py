@@ -342,6 +342,14 @@ webhook_deliveries = Table(
 # a person retries or dismisses them (0007).
 _PENDING = text("delivered_at IS NULL AND dead_at IS NULL")
 _LEASED = text("delivered_at IS NULL AND dead_at IS NULL AND claimed_until IS NOT NULL")
+# Pending rows that head their (destination, contact): what the claim scans (0013). The
+# two spellings are what each dialect renders for `head` in a query, so that SQLite
+# (which matches a partial index's terms literally) uses the index too.
+_HEADS_PG = text("delivered_at IS NULL AND dead_at IS NULL AND head")
+_HEADS_SQLITE = text("delivered_at IS NULL AND dead_at IS NULL AND head = 1")
+# "Pending" spelled so that no other index's predicate follows from it (PostgreSQL does
+# not reason through coalesce): the per-contact probes can use no index but theirs.
+_PENDING_PROBE = text("coalesce(delivered_at, dead_at) IS NULL")
 outbox = Table(
     "outbox",
     metadata,
@@ -360,6 +368,11 @@ outbox = Table(
     Column("delivered_at", UTCDateTime()),
     Column("dead_at", UTCDateTime()),
     Column("dismissed_at", UTCDateTime()),
+    # True on the lowest pending row of its (destination, contact) and on every pending
+    # row without a contact (unordered), maintained by enqueue and by whatever ends a
+    # pending row (connector.sync.outbox): the claim reads heads only, so its cost is
+    # the batch's, not the backlog's (0013).
+    Column("head", Boolean, nullable=False, server_default=text("false")),
     # One undelivered row per effect: the same (destination, key) enqueued again while
     # one waits is that one; once it is delivered (or dead) a new one may be written
     # (Won -> Lost -> Won pushes Won twice).
@@ -389,13 +402,28 @@ outbox = Table(
         sqlite_where=_LEASED,
         postgresql_where=_LEASED,
     ),
+    # The per-contact probes: a contact's first pending row (the claim's order check,
+    # enqueue, record). Its predicate is spelled apart (0013): on a table without
+    # statistics PostgreSQL, seeing near-equal costs, probed through (destination, key)
+    # instead, reading every pending row of the destination per candidate.
     Index(
         "ix_outbox_pending_contact",
         "destination",
         "contact_id",
         "id",
-        sqlite_where=_PENDING,
-        postgresql_where=_PENDING,
+        sqlite_where=_PENDING_PROBE,
+        postgresql_where=_PENDING_PROBE,
+    ),
+    # The claim: heads of a destination in the order they fall due. Rows backing off sort
+    # after `now` and rows waiting behind their contact's head are not in it, so a claim
+    # reads about `batch` entries whatever the backlog.
+    Index(
+        "ix_outbox_heads_due",
+        "destination",
+        "available_at",
+        "id",
+        sqlite_where=_HEADS_SQLITE,
+        postgresql_where=_HEADS_PG,
     ),
 )
 

@@ -16,7 +16,9 @@ Delivering (the daemon's `outbox.deliver` job, on any replica, both stores):
 2. the `Destination` is called with no transaction open and no row locked;
 3. record: another short transaction writes each row's result, only if the lease is
    still this claim's (a claimer whose lease ran out and was taken over changes
-   nothing, except that a delivery it made is recorded as delivered).
+   nothing, except that a delivery it made is recorded as delivered), and hands each
+   finished row's contact on to its next row. It never waits for a lock: a row an
+   enqueue of its contact holds is recorded a moment later, in another transaction.
 A replica that dies between 1 and 3 leaves the lease to run out; the row is claimed
 again by anyone, with its attempt already counted. A row whose last allowed attempt
 never reported back becomes a dead letter at its next claim, so a row that kills the
@@ -25,12 +27,16 @@ process ends dead instead of killing every replica forever.
 Order: a row is claimed only when no earlier row (lower id) for the same destination
 and contact is still pending (waiting, backing off or leased); dead letters do not
 block. One claim therefore takes at most one row per contact, and a destination sees a
-contact's effects one after another. On PostgreSQL the candidates are locked `FOR
-UPDATE SKIP LOCKED` so concurrent claimers skip each other's rows; the order check reads
-the statement's snapshot, in which an earlier row can only look *more* pending than it
-is (rows go from pending to delivered or dead, never back, except by `retry`), so two
-claimers never hold rows 1 and 2 of one contact at once. Ids follow commit order for one
-contact because writers of a contact serialise on its row: enqueue after the write.
+contact's effects one after another. The claim reads only the heads of each (destination,
+contact), through an index of pending heads in the order they fall due (connector.sync.
+outbox_heads, migration 0013), so its cost is the batch's, not the backlog's: rows
+waiting behind their contact's head or backing off are never read. On PostgreSQL the
+candidates are locked `FOR UPDATE SKIP LOCKED` so concurrent claimers skip each other's
+rows; the per-candidate order check (one index probe) reads the statement's snapshot,
+in which an earlier row can only look *more* pending than it is (rows go from pending
+to delivered or dead, never back, except by `retry`), so two claimers never hold rows 1
+and 2 of one contact at once. Ids follow commit order for one contact because writers
+of a contact serialise on its row: enqueue after the write.
 
 States: pending (delivered_at and dead_at NULL), delivered, failed (a dead letter:
 `Failed` from the destination, or attempts exhausted; keeps the last error), dismissed
@@ -40,6 +46,7 @@ States: pending (delivered_at and dead_at NULL), delivered, failed (a dead lette
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +60,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    exists,
     func,
     literal,
     or_,
@@ -66,6 +72,13 @@ from connector.logs import describe
 from connector.ports import Delivered, DeliveryResult, Destination, Failed, OutboxRow, Retry
 from connector.store import Store
 from connector.store.tables import outbox
+from connector.sync.outbox_heads import (
+    advance_heads,
+    contacts_waiting,
+    first_pending_of_its_contact,
+    heads_of_the_skipped,
+    lock,
+)
 
 log = structlog.get_logger("leadsync.outbox")
 
@@ -77,6 +90,9 @@ _t = outbox
 _PENDING = and_(_t.c.delivered_at.is_(None), _t.c.dead_at.is_(None))
 # Pending rows under a lease (live or run out): the predicate of their partial index.
 _LEASED = and_(_PENDING, _t.c.claimed_until.is_not(None))
+# Pending heads: the predicate of ix_outbox_heads_due (`head = true` renders as the
+# index's own spelling on each dialect).
+_HEADS = and_(_PENDING, _t.c.head == True)  # noqa: E712 - SQL, not Python truth
 
 
 def backoff(
@@ -120,19 +136,27 @@ def enqueue_many(
     if not effects:
         return 0
     now = now or datetime.now(UTC)
-    values = [
-        {
-            "destination": destination,
-            "kind": kind,
-            "key": key,
-            "payload": payload,
-            "contact_id": contact_id,
-            "created_at": now,
-            "available_at": now,
-            "attempts": 0,
-        }
-        for destination, kind, key, contact_id, payload in effects
-    ]
+    waiting = contacts_waiting(conn, effects)
+    values = []
+    for destination, kind, key, contact_id, payload in effects:
+        # A row heads its (destination, contact) when nothing of it is pending: neither
+        # in the table nor earlier in this call.
+        heads = contact_id is None or (destination, contact_id) not in waiting
+        if contact_id is not None:
+            waiting.add((destination, contact_id))
+        values.append(
+            {
+                "destination": destination,
+                "kind": kind,
+                "key": key,
+                "payload": payload,
+                "contact_id": contact_id,
+                "created_at": now,
+                "available_at": now,
+                "attempts": 0,
+                "head": heads,
+            }
+        )
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -144,7 +168,10 @@ def enqueue_many(
     stmt = stmt.on_conflict_do_nothing(index_elements=["destination", "key"], index_where=_PENDING)
     # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues")
     # from one cached statement, rows in the given order.
-    return len(conn.execute(stmt.returning(_t.c.id), values).all())
+    written = len(conn.execute(stmt.returning(_t.c.id), values).all())
+    if written < len(values):
+        heads_of_the_skipped(conn, values)
+    return written
 
 
 @dataclass(slots=True)
@@ -193,12 +220,14 @@ def _bury_abandoned(
     """Rows whose last allowed attempt left no result (its claimer died, or took longer
     than the lease) become dead letters instead of being claimed again."""
     abandoned = conn.execute(
-        select(_t.c.id, _t.c.attempts, _t.c.claimed_by, _t.c.last_error).where(
+        select(_t.c.id, _t.c.attempts, _t.c.claimed_by, _t.c.last_error)
+        .where(
             _t.c.destination == destination,
             _LEASED,
             _t.c.claimed_until < now,
             _t.c.attempts >= settings.max_attempts,
         )
+        .with_for_update(skip_locked=True, key_share=True)  # the next claim buries the rest
     ).all()
     for r in abandoned:
         before = f"; before: {r.last_error}" if r.last_error else ""
@@ -214,37 +243,34 @@ def _bury_abandoned(
                 f"{before}"[:2000],
             )
         )
+    advance_heads(conn, [r.id for r in abandoned])
     if abandoned:
         log.warning("outbox.abandoned_dead", destination=destination, rows=len(abandoned))
     return len(abandoned)
 
 
 def _claimable(destination: str, now: datetime, limit: int, postgres: bool, abandoned: bool) -> Any:
-    earlier = outbox.alias("earlier")
-    blocked = exists().where(
-        earlier.c.destination == _t.c.destination,
-        earlier.c.contact_id == _t.c.contact_id,
-        earlier.c.id < _t.c.id,
-        earlier.c.delivered_at.is_(None),
-        earlier.c.dead_at.is_(None),
-    )
-    due = (
-        # Only leases that ran out, through the small index of leased rows.
-        and_(_LEASED, _t.c.claimed_until < now)
-        if abandoned
-        else and_(_PENDING, or_(_t.c.claimed_until.is_(None), _t.c.claimed_until < now))
-    )
-    query = (
-        select(_t.c.id)
-        .where(
-            _t.c.destination == destination,
-            due,
-            _t.c.available_at <= now,
-            or_(_t.c.contact_id.is_(None), ~blocked),
+    if abandoned:
+        # Only leases that ran out, through the small index of leased rows, oldest first.
+        query = (
+            select(_t.c.id)
+            .where(_t.c.destination == destination, _LEASED, _t.c.claimed_until < now)
+            .order_by(_t.c.id)
         )
-        .order_by(_t.c.id)
-        .limit(limit)
-    )
+    else:
+        # Heads in the order they fall due (ix_outbox_heads_due): rows behind their
+        # contact's head are not in the index, rows backing off sort after `now`, so the
+        # scan passes only the leases in flight on its way to `limit` rows.
+        query = (
+            select(_t.c.id)
+            .where(
+                _t.c.destination == destination,
+                _HEADS,
+                or_(_t.c.claimed_until.is_(None), _t.c.claimed_until < now),
+            )
+            .order_by(_t.c.available_at, _t.c.id)
+        )
+    query = query.where(_t.c.available_at <= now, first_pending_of_its_contact(_t)).limit(limit)
     if postgres:
         # Lock the candidates only (not the rows the order check reads): concurrent
         # claimers skip each other's candidates instead of waiting for them.
@@ -259,8 +285,9 @@ def claim(
     replica: str = "local",
     now: datetime | None = None,
 ) -> Claim:
-    """Lease up to `settings.batch` due rows of `destination` (oldest first, at most one
-    per contact) and count their attempt, in one short transaction.
+    """Lease up to `settings.batch` due rows of `destination` (those due longest first,
+    at most one per contact: its first pending row) and count their attempt, in one
+    short transaction.
 
     A row whose earlier attempt left no result (its claimer died) is claimed alone,
     before anything else: if it is what kills the process, it takes no batch companions
@@ -312,6 +339,11 @@ def _call(target: Destination, rows: Sequence[OutboxRow]) -> list[DeliveryResult
     return results
 
 
+# How often `record` comes back for rows another transaction held (an enqueue of the
+# same contact, for as long as its transaction lasts) before it waits for them.
+_RECORD_TRIES = 12
+
+
 def record(
     store: Store,
     taken: Claim,
@@ -319,58 +351,83 @@ def record(
     settings: OutboxConfig = DEFAULTS,
     now: datetime | None = None,
 ) -> DeliveryStats:
-    """Write each row's result in one short transaction, where the lease is still
-    `taken`'s (a delivery is recorded even when it is not: the effect is there)."""
+    """Write each row's result in short transactions, where the lease is still
+    `taken`'s (a delivery is recorded even when it is not: the effect is there).
+
+    Rows an enqueue of their contact holds are not waited for (see
+    `outbox_heads.lock`): they are recorded a moment later, in the next transaction;
+    after `_RECORD_TRIES` rounds the last one waits."""
     now = now or datetime.now(UTC)
     stats = DeliveryStats()
-    ours = and_(_PENDING, _t.c.claimed_by == taken.owner)
-    released = {"claimed_until": None, "claimed_by": None}
-    with store.engine.begin() as conn:
-        delivered = [
-            r.id for r, res in zip(taken.rows, results, strict=False) if isinstance(res, Delivered)
-        ]
-        if delivered:
-            got = conn.execute(
-                update(_t)
-                .where(_t.c.id.in_(delivered), _PENDING)
-                .values(delivered_at=now, last_error=None, **released)
-                .returning(_t.c.id)
-            ).all()
-            stats.delivered = len(got)
-            stats.stale += len(delivered) - len(got)
-        for row, result in zip(taken.rows, results, strict=False):
-            if isinstance(result, Delivered):
-                continue
-            if isinstance(result, Failed):
-                values: dict[str, Any] = {"dead_at": now, "last_error": result.error}
-            elif row.attempts >= settings.max_attempts:
-                values = {
-                    "dead_at": now,
-                    "last_error": f"gave up after {row.attempts} attempts: {result.error}",
-                }
-            else:
-                wait = (
-                    result.after if result.after is not None else jittered(row.attempts, settings)
-                )
-                values = {
-                    "available_at": now + timedelta(seconds=wait),
-                    "last_error": result.error,
-                }
-            kept = conn.execute(
-                update(_t)
-                .where(_t.c.id == row.id, ours)
-                .values(**values, **released)
-                .returning(_t.c.id)
-            ).first()
-            if kept is None:
-                stats.stale += 1
-            elif "dead_at" in values:
-                stats.failed += 1
-            else:
-                stats.retried += 1
+    left = list(zip(taken.rows, results, strict=False))
+    for attempt in range(_RECORD_TRIES):
+        with store.engine.begin() as conn:
+            held = lock(conn, [row.id for row, _ in left], wait=attempt == _RECORD_TRIES - 1)
+            _record_held(
+                conn, taken, [(r, res) for r, res in left if r.id in held], settings, now, stats
+            )
+        left = [(r, res) for r, res in left if r.id not in held]
+        if not left:
+            break
+        time.sleep(min(0.2, 0.002 * 2**attempt))
     if stats.stale:
         log.warning("outbox.stale_results", rows=stats.stale, owner=taken.owner)
     return stats
+
+
+def _record_held(
+    conn: Connection,
+    taken: Claim,
+    results: Sequence[tuple[OutboxRow, DeliveryResult]],
+    settings: OutboxConfig,
+    now: datetime,
+    stats: DeliveryStats,
+) -> None:
+    """`record` for rows this transaction holds."""
+    ours = and_(_PENDING, _t.c.claimed_by == taken.owner)
+    released = {"claimed_until": None, "claimed_by": None}
+    ended: list[int] = []
+    delivered = [row.id for row, res in results if isinstance(res, Delivered)]
+    if delivered:
+        got = conn.execute(
+            update(_t)
+            .where(_t.c.id.in_(delivered), _PENDING)
+            .values(delivered_at=now, last_error=None, **released)
+            .returning(_t.c.id)
+        ).all()
+        ended += [r.id for r in got]
+        stats.delivered += len(got)
+        stats.stale += len(delivered) - len(got)
+    for row, result in results:
+        if isinstance(result, Delivered):
+            continue
+        if isinstance(result, Failed):
+            values: dict[str, Any] = {"dead_at": now, "last_error": result.error}
+        elif row.attempts >= settings.max_attempts:
+            values = {
+                "dead_at": now,
+                "last_error": f"gave up after {row.attempts} attempts: {result.error}",
+            }
+        else:
+            wait = result.after if result.after is not None else jittered(row.attempts, settings)
+            values = {
+                "available_at": now + timedelta(seconds=wait),
+                "last_error": result.error,
+            }
+        kept = conn.execute(
+            update(_t)
+            .where(_t.c.id == row.id, ours)
+            .values(**values, **released)
+            .returning(_t.c.id)
+        ).first()
+        if kept is None:
+            stats.stale += 1
+        elif "dead_at" in values:
+            stats.failed += 1
+            ended.append(row.id)
+        else:
+            stats.retried += 1
+    advance_heads(conn, ended)
 
 
 def deliver_batch(
@@ -451,6 +508,7 @@ __all__ = [
     "DeliveryStats",
     "Failed",
     "Retry",
+    "advance_heads",
     "backoff",
     "claim",
     "deliver",

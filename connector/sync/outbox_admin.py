@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from connector.store import Store
 from connector.store.tables import outbox
 from connector.sync.outbox import STATES, State
+from connector.sync.outbox_heads import advance_heads
 
 _t = outbox
 _PENDING = and_(_t.c.delivered_at.is_(None), _t.c.dead_at.is_(None))
@@ -121,6 +122,10 @@ def _revive(conn: Connection, row: Any, now: datetime, outcome: Outcome) -> None
                     available_at=now,
                     claimed_until=None,
                     claimed_by=None,
+                    # It goes behind nothing: due at once even if later rows of its
+                    # contact are pending (they wait behind it again; the claim's
+                    # order check sees to that).
+                    head=True,
                 )
             )
     except IntegrityError:
@@ -187,6 +192,7 @@ def dismiss(store: Store, ids: Sequence[int], now: datetime | None = None) -> Ou
         raise ValueError("give the ids of the rows to dismiss")
     now = now or datetime.now(UTC)
     outcome = Outcome()
+    ended: list[int] = []
     with store.engine.begin() as conn:
         found = {r.id: r for r in conn.execute(select(_t).where(_t.c.id.in_(list(ids))))}
         for row_id in ids:
@@ -206,4 +212,7 @@ def dismiss(store: Store, ids: Sequence[int], now: datetime | None = None) -> Ou
                 outcome.skipped[row_id] = "being delivered now"
             else:
                 outcome.done.append(row_id)
+                ended.append(row_id)
+        # The rows that waited behind a dismissed pending row are due now.
+        advance_heads(conn, ended)
     return outcome

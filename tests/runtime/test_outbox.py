@@ -421,3 +421,52 @@ def test_migration_0007_turns_failed_rows_into_dead_letters(store_url: str) -> N
     assert outbox.depth(store)["crm"]["pending"] == 1
     assert outbox.depth(store)["crm"]["failed"] == 1
     store.close()
+
+
+def test_migration_0013_flags_the_heads_of_a_waiting_backlog(store_url: str) -> None:
+    """Rows written before 0013 (no head flags) are claimed in order after it: the first
+    pending row of each contact, and every row without one, head."""
+    from alembic import command
+    from sqlalchemy import column
+    from sqlalchemy import table as sql_table
+
+    from connector.store.engine import _alembic, make_engine
+    from connector.store.tables import Json, UTCDateTime
+
+    before = sql_table(  # the outbox as revision 0012 left it
+        "outbox",
+        *(column(name) for name in ("destination", "kind", "key", "attempts", "contact_id")),
+        column("payload", Json),
+        column("created_at", UTCDateTime()),
+        column("available_at", UTCDateTime()),
+        column("delivered_at", UTCDateTime()),
+    )
+    store = open_store(store_url, Catalogue.default(), upgrade=True)
+    a, b = people(store, 2)
+    store.close()
+    engine = make_engine(store_url)
+    now = datetime.now(UTC)
+    row = {"destination": "crm", "kind": "s", "payload": {}, "created_at": now,
+           "available_at": now, "attempts": 0, "delivered_at": None}  # fmt: skip
+    with engine.begin() as conn:
+        command.downgrade(_alembic(conn), "0012")
+        conn.execute(
+            insert(before),
+            [
+                {**row, "key": "a0", "contact_id": a, "delivered_at": now},  # delivered
+                {**row, "key": "a1", "contact_id": a},
+                {**row, "key": "b0", "contact_id": b},
+                {**row, "key": "a2", "contact_id": a},
+                {**row, "key": "n0", "contact_id": None},
+                {**row, "key": "b1", "contact_id": b},
+            ],
+        )
+        command.upgrade(_alembic(conn), "head")
+    engine.dispose()
+    store = open_store(store_url, Catalogue.default())
+    heads = {str(r["key"]) for r in rows(store) if r["head"] and r["delivered_at"] is None}
+    assert heads == {"a1", "b0", "n0"}
+    target = Recorder()
+    assert outbox.deliver(store, [target]).delivered == 5
+    assert [r.key for r in target.seen] == ["a1", "b0", "n0", "a2", "b1"]
+    store.close()
