@@ -199,14 +199,12 @@ class Collector:
         identifies = [e for e in batch.events if isinstance(e, IdentifyEvent)]
         new_views = 0
         if not identifies:  # the common request: page views only, one future to wait on
-            new_views = await asyncio.wrap_future(
-                visit_writer.writer(self.runtime.store).submit(views)
-            )
+            new_views = await visit_writer.writer(self.runtime.store).write(views)
             _counted(site.name, len(views), new_views)
             return new_views
         waits: list[Any] = []
         if views:
-            waits.append(asyncio.wrap_future(visit_writer.writer(self.runtime.store).submit(views)))
+            waits.append(visit_writer.writer(self.runtime.store).write(views))
         box = inbox.writer(self.runtime.store)
         for event in identifies:
             body = orjson.dumps(
