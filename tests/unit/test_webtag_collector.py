@@ -200,6 +200,14 @@ def test_anonymous_visitors_past_retention_are_deleted(store: Store) -> None:
     assert visitors.purge_anonymous(store, datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert visitors.visitor(store, "www", "visitor-anon-0001") is None
     assert visitors.visitor(store, "www", "visitor-known-001") is not None
+    # The job's cutoff is the configured retention: 0.00001 days is 0.864 s.
+    short = daemon(store, anonymous_retention_days=0.00001)
+    post(client(short), batch(view("event-00000004"), visitor="visitor-anon-0002"))
+    assert purge(short, config_of(short)) == 0
+    time.sleep(1.0)
+    assert purge(short, config_of(short)) == 1
+    assert visitors.visitor(store, "www", "visitor-anon-0002") is None
+    assert visitors.visitor(store, "www", "visitor-known-001") is not None
 
 
 def test_meta_ids_follow_the_latest_click_and_are_never_invented() -> None:
