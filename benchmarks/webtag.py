@@ -277,6 +277,10 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="FILE", help="Profile the daemon (svg or .json).")
     parser.add_argument("--rates", default="200,400,600,800")
     args = parser.parse_args()
+    if args.py_spy and not (
+        shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()
+    ):
+        parser.error("--py-spy needs py-spy (pip install py-spy)")
     print(machine())
     rates = [float(r) for r in args.rates.split(",")] if args.find_max else [args.rate]
     for rate in rates:
