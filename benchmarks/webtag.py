@@ -5,8 +5,8 @@
     python benchmarks/webtag.py --find-max --rates 200,400,600 --events 5 --store sqlite
 
 1. `leadsync -c CFG --store URL run --port P` as a subprocess, on a fresh SQLite file or
-   on PostgreSQL at 127.0.0.1:5432/leadsync_bench_webtag (a database this script
-   creates if missing and whose schema it drops and recreates), then `db upgrade`;
+   on PostgreSQL at 127.0.0.1:5432/lt_webtag_bench (`LEADSYNC_BENCH_WEBTAG_DB`; a
+   database this script creates for the run and drops after it), then `db upgrade`;
 2. a separate load process (spawned) sends collector batches open loop, request i at
    t0 + i/rate, over `--connections` keep-alive connections, each batch `--events`
    page views of one of 5,000 visitors with a browser User-Agent and an allowed
@@ -29,6 +29,7 @@ import json
 import multiprocessing as mp
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,7 +47,7 @@ from benchmarks.ingest import machine  # noqa: E402
 PG_ADMIN = os.environ.get(
     "LEADSYNC_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-PG_DB = "leadsync_bench_webtag"
+PG_DB = os.environ.get("LEADSYNC_BENCH_WEBTAG_DB", "lt_webtag_bench")
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
 ORIGIN = "https://www.example.com"
 KEY = "bench-site-key"
@@ -79,6 +80,15 @@ def _reset_pg() -> None:
         conn.execute(text("drop schema public cascade"))
         conn.execute(text("create schema public"))
     bench.dispose()
+
+
+def _drop_pg() -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"drop database if exists {PG_DB} with (force)"))
+    admin.dispose()
 
 
 def _batch(i: int, events: int, run: str) -> bytes:
@@ -155,7 +165,12 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def run_once(
-    store: str, rate: float, seconds: float, events: int, connections: int
+    store: str,
+    rate: float,
+    seconds: float,
+    events: int,
+    connections: int,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     from sqlalchemy import create_engine, func, select
 
@@ -192,7 +207,28 @@ def run_once(
             receive, send = ctx.Pipe(duplex=False)
             load = ctx.Process(target=_load, args=(port, rate, seconds, events, connections, send))
             load.start()
+            spy = None
+            if profile:  # py-spy samples the daemon while the load runs (its own CPU too)
+                spy = subprocess.Popen(
+                    [
+                        shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(daemon.pid),
+                        "--threads",
+                        "--format",
+                        "speedscope" if profile.endswith(".json") else "flamegraph",
+                        "-o",
+                        profile,
+                        "--duration",
+                        str(int(seconds) + 1),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             result = receive.recv()
+            if spy is not None:
+                spy.wait(60)
             load.join()
             # The daemon's own CPU: a figure the other processes on the box do not move
             # much, unlike the latencies.
@@ -208,6 +244,8 @@ def run_once(
                 conn.execute(select(func.count()).select_from(web_page_views)).scalar_one()
             )
         engine.dispose()
+        if store == "postgres":
+            _drop_pg()
     lat = result["latencies"]
     sent_events = result["requests"] * events
     return {
@@ -236,12 +274,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--find-max", action="store_true")
+    parser.add_argument("--py-spy", metavar="FILE", help="Profile the daemon (svg or .json).")
     parser.add_argument("--rates", default="200,400,600,800")
     args = parser.parse_args()
+    if args.py_spy and not (
+        shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()
+    ):
+        parser.error("--py-spy needs py-spy (pip install py-spy)")
     print(machine())
     rates = [float(r) for r in args.rates.split(",")] if args.find_max else [args.rate]
     for rate in rates:
-        found = run_once(args.store, rate, args.seconds, args.events, args.connections)
+        found = run_once(args.store, rate, args.seconds, args.events, args.connections, args.py_spy)
         print(json.dumps(found))
         if args.find_max and (found["p95_ms"] >= 50 or found["errors"]):
             break

@@ -18,6 +18,7 @@ body is parsed as JSON whatever the declared type.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -27,9 +28,10 @@ import orjson
 import structlog
 from prometheus_client import Counter
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from adapters.webtag import asgi
 from adapters.webtag.config import SiteConfig, WebtagConfig
 from adapters.webtag.events import Batch, IdentifyEvent, Malformed, PageViewEvent, moment, parse
 from adapters.webtag.fbparams import click_ids
@@ -60,15 +62,6 @@ def snippet_source() -> bytes:
     return files("adapters.webtag").joinpath("snippet.js").read_bytes()
 
 
-def client_ip(request: Request, header: str | None) -> str:
-    """The client's address: the proxy's header (its first address) when configured."""
-    if header:
-        given = request.headers.get(header)
-        if given:
-            return given.split(",", 1)[0].strip()[:64]
-    return request.client.host if request.client else "?"
-
-
 class Collector:
     """The collector for one config (built again on reload)."""
 
@@ -80,11 +73,23 @@ class Collector:
         self.bots = re.compile(config.bot_pattern, re.IGNORECASE)
         self.limiter = RateLimiter(config.rate_per_ip, config.burst_per_ip)
         self._snippet = snippet_source()
+        self._ip_header = (config.client_ip_header or "").lower().encode() or None
+        self._wanted = [b"origin", b"user-agent", b"content-length"]
+        if self._ip_header:
+            self._wanted.append(self._ip_header)
+        # Per allowed origin, the CORS headers of its answers, made once.
+        self._cors_raw: dict[str, asgi.RawHeaders] = {
+            origin: [(k.encode(), v.encode()) for k, v in self._cors(origin).items()]
+            for origin in self.origins
+        }
+        self._allowed = {s.key: {o.rstrip("/") for o in s.allowed_origins} for s in config.sites}
 
     def routes(self) -> list[Route]:
         path = self.config.path
         return [
-            Route(path, self.receive, methods=["POST"]),
+            # A bare ASGI endpoint (an object, not a function: starlette hands it the
+            # scope as it is), see adapters/webtag/asgi.py.
+            Route(path, _Endpoint(self), methods=["POST"]),
             Route(path, self.preflight, methods=["OPTIONS"]),
             Route(path.rstrip("/") + "/snippet.js", self.script, methods=["GET"]),
         ]
@@ -124,42 +129,65 @@ class Collector:
 
     # -- events ------------------------------------------------------------------------
 
-    def _refuse(
-        self, site: str, outcome: str, status: int, why: str, cors: dict[str, str]
-    ) -> Response:
+    async def _refuse(
+        self,
+        send: asgi.Send,
+        site: str,
+        outcome: str,
+        status: int,
+        why: str,
+        cors: asgi.RawHeaders,
+    ) -> None:
         REQUESTS.labels(site, outcome).inc()
-        return PlainTextResponse(why, status_code=status, headers=cors)
+        await asgi.answer(send, status, why.encode(), [asgi.TEXT, *cors])
 
-    async def receive(self, request: Request) -> Response:
-        origin = request.headers.get("origin")
-        cors = self._cors(origin)
-        agent = request.headers.get("user-agent") or ""
+    async def collect(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        """POST of a batch: checked in the order the module's docstring gives, then
+        stored, then answered."""
+        headers = asgi.headers_of(scope, self._wanted)
+        raw_origin = headers.get(b"origin")
+        origin = raw_origin.decode("latin-1") if raw_origin is not None else None
+        cors = self._cors_raw.get(origin) if origin is not None else None
+        if cors is None:  # not allowed ([]), or allowed but spelled with a trailing slash
+            cors = [(k.encode(), v.encode()) for k, v in self._cors(origin).items()]
+        agent = headers.get(b"user-agent", b"").decode("latin-1")
         if not agent or self.bots.search(agent):
             REQUESTS.labels("?", "bot").inc()
-            return Response(status_code=204, headers=cors)
-        if not self.limiter.allow(client_ip(request, self.config.client_ip_header)):
-            return self._refuse("?", "rate_limited", 429, "too many requests", cors)
+            await asgi.answer(send, 204, b"", cors)
+            return
+        if not self.limiter.allow(self._client_ip(scope, headers)):
+            return await self._refuse(send, "?", "rate_limited", 429, "too many requests", cors)
         if not cors:
-            return self._refuse("?", "forbidden", 403, "origin not allowed", cors)
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.config.max_body:
-            return self._refuse("?", "too_large", 413, "body too large", cors)
-        body = await request.body()
-        if len(body) > self.config.max_body:
-            return self._refuse("?", "too_large", 413, "body too large", cors)
+            return await self._refuse(send, "?", "forbidden", 403, "origin not allowed", cors)
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.config.max_body:
+            return await self._refuse(send, "?", "too_large", 413, "body too large", cors)
+        body = await asgi.read_body(receive, self.config.max_body)
+        if body is None:
+            return await self._refuse(send, "?", "too_large", 413, "body too large", cors)
         try:
             batch = parse(body, self.config.max_events)
         except Malformed as exc:
-            return self._refuse("?", "malformed", 400, f"malformed batch: {exc}", cors)
+            why = f"malformed batch: {exc}"
+            return await self._refuse(send, "?", "malformed", 400, why, cors)
         site = self.sites.get(batch.site)
         if site is None:
-            return self._refuse("?", "forbidden", 403, "unknown site key", cors)
-        allowed = {o.rstrip("/") for o in site.allowed_origins}
-        if origin is None or origin.rstrip("/") not in allowed:
-            return self._refuse(site.name, "forbidden", 403, "origin not allowed", cors)
+            return await self._refuse(send, "?", "forbidden", 403, "unknown site key", cors)
+        assert origin is not None  # cors is empty without one
+        if origin.rstrip("/") not in self._allowed[batch.site]:
+            return await self._refuse(send, site.name, "forbidden", 403, "origin not allowed", cors)
         stored = await self._store(site, batch)
-        REQUESTS.labels(site.name, "accepted").inc()
-        return JSONResponse({"accepted": stored}, headers=cors)
+        _accepted(site.name).inc()
+        await asgi.answer(send, 200, b'{"accepted":%d}' % stored, [asgi.JSON, *cors])
+
+    def _client_ip(self, scope: asgi.Scope, headers: dict[bytes, bytes]) -> str:
+        """The client's address: the proxy's header (its first address) when configured."""
+        if self._ip_header:
+            given = headers.get(self._ip_header)
+            if given:
+                return given.decode("latin-1").split(",", 1)[0].strip()[:64]
+        client = scope.get("client")
+        return str(client[0]) if client else "?"
 
     async def _store(self, site: SiteConfig, batch: Batch) -> int:
         received = datetime.now(UTC)
@@ -169,9 +197,14 @@ class Collector:
             if isinstance(e, PageViewEvent)
         ]
         identifies = [e for e in batch.events if isinstance(e, IdentifyEvent)]
+        new_views = 0
+        if not identifies:  # the common request: page views only, one future to wait on
+            new_views = await visit_writer.writer(self.runtime.store).write(views)
+            _counted(site.name, len(views), new_views)
+            return new_views
         waits: list[Any] = []
         if views:
-            waits.append(asyncio.wrap_future(visit_writer.writer(self.runtime.store).submit(views)))
+            waits.append(visit_writer.writer(self.runtime.store).write(views))
         box = inbox.writer(self.runtime.store)
         for event in identifies:
             body = orjson.dumps(
@@ -186,14 +219,39 @@ class Collector:
             )
             waits.append(asyncio.wrap_future(box.submit(self.config.source, body)))
         results = await asyncio.gather(*waits)
-        new_views = int(results[0]) if views else 0
         if views:
-            EVENTS.labels(site.name, "page_view").inc(new_views)
-            EVENTS.labels(site.name, "duplicate").inc(len(views) - new_views)
-        if identifies:
-            EVENTS.labels(site.name, "identify").inc(len(identifies))
-            self.runtime.wake(IDENTIFY_JOB)
+            new_views = int(results[0])
+            _counted(site.name, len(views), new_views)
+        EVENTS.labels(site.name, "identify").inc(len(identifies))
+        self.runtime.wake(IDENTIFY_JOB)
         return new_views + len(identifies)
+
+
+class _Endpoint:
+    """The collector's POST as a bare ASGI app (see `Collector.collect`)."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        await self.collector.collect(scope, receive, send)
+
+
+@functools.cache
+def _accepted(site: str) -> Any:
+    # A counter's child looked up once per site, not by labels() on every request.
+    return REQUESTS.labels(site, "accepted")
+
+
+@functools.cache
+def _kind(site: str, kind: str) -> Any:
+    return EVENTS.labels(site, kind)
+
+
+def _counted(site: str, views: int, new: int) -> None:
+    _kind(site, "page_view").inc(new)
+    if views != new:
+        _kind(site, "duplicate").inc(views - new)
 
 
 def _page_view(

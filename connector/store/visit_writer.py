@@ -5,14 +5,23 @@ queue them at SQLite's write lock (or PostgreSQL's commits). A `VisitWriter` wri
 everything that arrived while the previous transaction committed in one (group commit,
 as `runtime.inbox.GroupWriter` does for webhook bodies), and answers each request only
 once its views are committed, so nothing acknowledged is lost.
+
+An event loop waits with `await writer.write(views)`: the writer thread wakes each
+loop once per transaction for all of that loop's requests in it, where a
+`concurrent.futures.Future` per request (`submit`) costs a lock, a condition and a
+wake-up of the loop per request (`asyncio.wrap_future`), a sixth of the collector's
+event-loop time in a profile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from typing import Any
 
 from connector.store.engine import Store
 from connector.store.visitors import PageView, record_new, record_page_views
@@ -32,13 +41,25 @@ class VisitWriter:
         # commit (an fsync, a busy server), the next batch is already being written.
         # SQLite has one write lock, so one thread is all it can use.
         self.threads = threads or (4 if store.dialect == "postgresql" else 1)
-        self._queue: queue.SimpleQueue[tuple[list[PageView], Future[int]]] = queue.SimpleQueue()
+        # Each item: views and who waits for them (a concurrent or an asyncio future).
+        self._queue: queue.SimpleQueue[tuple[list[PageView], Any]] = queue.SimpleQueue()
         self._started = False
         self._start = threading.Lock()
 
     def submit(self, views: list[PageView]) -> Future[int]:
         """Queue views; the future gives how many were new once they are committed."""
         done: Future[int] = Future()
+        self._put(views, done)
+        return done
+
+    async def write(self, views: list[PageView]) -> int:
+        """Write views; how many were new, once they are committed (or the store's
+        error). For an event loop: see the module's docstring."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._put(views, done)
+        return await done
+
+    def _put(self, views: list[PageView], done: Any) -> None:
         self._queue.put((views, done))
         if not self._started:
             with self._start:
@@ -48,7 +69,6 @@ class VisitWriter:
                             target=self._run, name=f"visit-writer-{n}", daemon=True
                         ).start()
                     self._started = True
-        return done
 
     def _run(self) -> None:
         while True:
@@ -60,6 +80,7 @@ class VisitWriter:
                 except queue.Empty:
                     break
                 size += len(batch[-1][0])
+            outcomes: list[tuple[Any, int | BaseException]] = []
             try:
                 with self.store.engine.begin() as conn:
                     every = [v for views, _ in batch for v in views]
@@ -70,12 +91,46 @@ class VisitWriter:
                 for views, done in batch:
                     try:
                         with self.store.engine.begin() as conn:
-                            done.set_result(record_page_views(conn, views, datetime.now(UTC)))
+                            n = record_page_views(conn, views, datetime.now(UTC))
+                        outcomes.append((done, n))
                     except Exception as exc:
-                        done.set_exception(exc)
-                continue
-            for views, done in batch:
-                done.set_result(sum((v.site, v.event_id) in inserted for v in views))
+                        outcomes.append((done, exc))
+            else:
+                # A retry can share a transaction with its original: the view is new
+                # for the first request that brought it only.
+                claimed: set[tuple[str, str]] = set()
+                for views, done in batch:
+                    new = {(v.site, v.event_id) for v in views} & inserted - claimed
+                    claimed |= new
+                    outcomes.append((done, len(new)))
+            _deliver(outcomes)
+
+
+def _deliver(outcomes: list[tuple[Any, int | BaseException]]) -> None:
+    """Answer every waiter of a transaction: concurrent futures at once, each event
+    loop's futures with one wake-up of that loop."""
+    loops: dict[asyncio.AbstractEventLoop, list[tuple[Any, int | BaseException]]] = {}
+    for done, outcome in outcomes:
+        if isinstance(done, Future):
+            if isinstance(outcome, BaseException):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
+        else:
+            loops.setdefault(done.get_loop(), []).append((done, outcome))
+    for loop, settled in loops.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[Any, int | BaseException]]) -> None:
+    for done, outcome in settled:
+        if done.done():  # the request was cancelled (its client went away)
+            continue
+        if isinstance(outcome, BaseException):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
 
 
 _WRITERS: dict[int, VisitWriter] = {}

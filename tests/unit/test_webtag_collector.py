@@ -200,6 +200,14 @@ def test_anonymous_visitors_past_retention_are_deleted(store: Store) -> None:
     assert visitors.purge_anonymous(store, datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert visitors.visitor(store, "www", "visitor-anon-0001") is None
     assert visitors.visitor(store, "www", "visitor-known-001") is not None
+    # The job's cutoff is the configured retention: 0.00001 days is 0.864 s.
+    short = daemon(store, anonymous_retention_days=0.00001)
+    post(client(short), batch(view("event-00000004"), visitor="visitor-anon-0002"))
+    assert purge(short, config_of(short)) == 0
+    time.sleep(1.0)
+    assert purge(short, config_of(short)) == 1
+    assert visitors.visitor(store, "www", "visitor-anon-0002") is None
+    assert visitors.visitor(store, "www", "visitor-known-001") is not None
 
 
 def test_meta_ids_follow_the_latest_click_and_are_never_invented() -> None:
@@ -329,3 +337,39 @@ def show_contact_list(store: Store) -> list[dict[str, Any]]:
     from connector.store.contacts import list_contacts
 
     return list_contacts(store, limit=100)[1]
+
+
+def test_a_body_without_its_length_is_capped_and_a_proxy_header_names_the_client(
+    store: Store,
+) -> None:
+    d = daemon(
+        store, max_body=2000, rate_per_ip=0.001, burst_per_ip=1, client_ip_header="X-Forwarded-For"
+    )
+    http = client(d)
+    big = batch(view("event-00000001", title="x" * 250, referrer="https://r.example/" + "y" * 1900))
+    # Streamed (no content-length to refuse it by): refused by what is read (the reader
+    # itself, piece by piece, is tested in test_webtag_asgi.py).
+    streamed = http.post(
+        "/collect",
+        content=iter([big[:1000], big[1000:]]),
+        headers={"origin": ORIGIN, "user-agent": UA, "content-type": "text/plain"},
+    )
+    assert streamed.status_code == 413
+    assert streamed.headers["access-control-allow-origin"] == ORIGIN  # the page can read it
+
+    def from_ip(ip: str, event_id: str) -> int:
+        return int(
+            http.post(
+                "/collect",
+                content=batch(view(event_id)),
+                headers={"origin": ORIGIN, "user-agent": UA, "x-forwarded-for": f"{ip}, 10.0.0.1"},
+            ).status_code
+        )
+
+    # One request each a burst: the header's first address is the client, not the proxy.
+    assert [
+        from_ip("198.51.100.1", "event-00000002"),
+        from_ip("198.51.100.2", "event-00000003"),
+    ] == [200, 200]
+    assert from_ip("198.51.100.1", "event-00000004") == 429
+    assert visitors.counts(store)["page_views"] == 2
