@@ -14,7 +14,14 @@ from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, 
 
 from connector.identity import ContactState, Plan, content_hash
 from connector.model import STANDARD_FIELDS, Resolved
-from connector.store.bulk import among, insert_rows, insert_values, probe, reserve_ids
+from connector.store.bulk import (
+    among,
+    insert_rows,
+    insert_values,
+    probe,
+    reserve_ids,
+    update_values,
+)
 from connector.store.tables import (
     contacts,
     cursors,
@@ -286,6 +293,10 @@ _CONTACT_FIELDS = (
 )
 
 
+def _id(state: ContactState) -> int:
+    return state.id
+
+
 def _contact_values(state: ContactState, now: datetime) -> tuple[Any, ...]:
     """A contact's values in the order of _CONTACT_FIELDS."""
     return (
@@ -321,15 +332,12 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
         contact_id = plan.find(contact_id)
         return real.get(contact_id, contact_id)
 
-    dirty = [c for c in plan.contacts.values() if c.dirty and not c.new]
-    if dirty:
-        stmt = (
-            update(contacts)
-            .where(contacts.c.id == bindparam("_id"))
-            .values({name: bindparam(name) for name in _CONTACT_FIELDS})
-        )
-        rows = [dict(zip(_CONTACT_FIELDS, _contact_values(c, now), strict=True)) for c in dirty]
-        conn.execute(stmt, [{**row, "_id": c.id} for row, c in zip(rows, dirty, strict=True)])
+    # Stored contacts the batch changed (or whose values it saw again: their observed
+    # times moved), in id order, the order their locks were taken in.
+    dirty = sorted((c for c in plan.contacts.values() if c.dirty and not c.new), key=_id)
+    update_values(
+        conn, contacts, _CONTACT_FIELDS, [(c.id, *_contact_values(c, now)) for c in dirty]
+    )
     insert_values(
         conn,
         identities,
