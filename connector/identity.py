@@ -472,7 +472,8 @@ class Resolver:
             target = self._create(record, at)
             plan.created += 1
         else:
-            target = min(join, key=self._survivor_order)
+            # One contact needs no survivor rule (most records: the same person again).
+            target = join[0] if len(join) == 1 else min(join, key=self._survivor_order)
             for other in join:
                 if other is not target:
                     self._merge(

@@ -6,6 +6,7 @@ of executemany writes), which is what makes the store keep up with the normalise
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -266,7 +267,15 @@ def compact_observed(state: ContactState) -> dict[str, str]:
     if len(observed) < 2 or len(observed) != len(state.attrs) + len(state.custom):
         return observed
     times = set(observed.values())
-    return {_ALL: times.pop()} if len(times) == 1 else observed
+    return _all_at(times.pop()) if len(times) == 1 else observed
+
+
+@functools.lru_cache(maxsize=256)
+def _all_at(at: str) -> dict[str, str]:
+    """{"*": at}, one object per time, read-only: the contacts a batch creates share
+    one time, so the bulk writer serialises it once (it converts each distinct object
+    once) instead of once a contact."""
+    return {_ALL: at}
 
 
 def expand_observed(stored: Any, row: Any, custom: Any) -> dict[str, str]:
