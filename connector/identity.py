@@ -23,6 +23,7 @@ that store.ingest writes in one transaction. Rules (DOMAIN.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -206,6 +207,10 @@ _NO_NAME = PersonName(frozenset(), frozenset())
 _BOTH = frozenset(("first", "last"))
 
 
+# Names repeat (a record and the contact it lands on carry the same one; a batch has
+# many people with one first name), so each distinct text is folded once. The result
+# is immutable, so sharing it is safe; the bound keeps memory flat.
+@functools.lru_cache(maxsize=16384)
 def _fold_words(text: str) -> frozenset[str]:
     if text.isascii():  # nothing to translate or decompose: the same words, faster
         return frozenset(_TOKEN.findall(text.casefold()))
@@ -467,7 +472,8 @@ class Resolver:
             target = self._create(record, at)
             plan.created += 1
         else:
-            target = min(join, key=self._survivor_order)
+            # One contact needs no survivor rule (most records: the same person again).
+            target = join[0] if len(join) == 1 else min(join, key=self._survivor_order)
             for other in join:
                 if other is not target:
                     self._merge(

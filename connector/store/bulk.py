@@ -43,7 +43,12 @@ def _processors(conn: Connection, table: Table, cols: Sequence[str]) -> list[Any
     serialize = dialect._json_serializer or dump_json
 
     def json_text(value: Any) -> Any:
-        return None if value is None else serialize(value)
+        if value is None:
+            return None
+        # Most contacts' and leads' custom and context maps are empty: no call for them.
+        if value.__class__ is dict and not value:
+            return "{}"
+        return serialize(value)
 
     # JSON goes as text on both backends (COPY parses it into jsonb server-side), which
     # skips Core's JSON wrapper, a third of the write path's Python time. Every other
@@ -112,6 +117,76 @@ def insert_values(
                 cur.close()
     except conn.dialect.loaded_dbapi.IntegrityError as exc:
         raise IntegrityError(f"bulk insert into {table.name}", None, exc) from exc
+
+
+def update_values(
+    conn: Connection, table: Table, cols: Sequence[str], values: Sequence[Sequence[Any]]
+) -> None:
+    """UPDATE rows by id: each value tuple is (id, *values in the order of `cols`).
+
+    What Core's executemany of `UPDATE … WHERE id = :id` writes, for a fraction of the
+    cost: SQLite runs one cached statement over the converted tuples (executemany);
+    PostgreSQL gets ONE statement for the whole batch, the rows as one JSON array that
+    `json_populate_recordset` turns into rows of the table's own type (so every value
+    is parsed as its column's type, JSON columns from nested JSON), joined on id.
+    psycopg's executemany sent one prepared statement a row: ~800 a batch for the
+    contacts a batch updates. Rows are never written to ids that are not there, and
+    errors raise like Core's (IntegrityError on a violated constraint)."""
+    if not values:
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    names = ("id", *cols)
+    procs = [(i, p) for i, p in enumerate(_processors(conn, table, names)) if p]
+    try:
+        if conn.dialect.name == "postgresql":
+            _update_pg(conn, raw, table, names, values, procs)
+        else:
+            if procs:
+                values = _convert_columns(values, procs)
+            sets = ", ".join(f"{quote(c)} = ?" for c in cols)
+            cur = raw.cursor()
+            try:
+                # The id goes last, to the WHERE.
+                cur.executemany(
+                    f"UPDATE {quote(table.name)} SET {sets} WHERE id = ?",
+                    [(*row[1:], row[0]) for row in values],
+                )
+            finally:
+                cur.close()
+    except conn.dialect.loaded_dbapi.IntegrityError as exc:
+        raise IntegrityError(f"bulk update of {table.name}", None, exc) from exc
+
+
+def _update_pg(
+    conn: Connection,
+    raw: Any,
+    table: Table,
+    names: Sequence[str],
+    values: Sequence[Sequence[Any]],
+    procs: list[tuple[int, Any]],
+) -> None:
+    # JSON columns go in as nested JSON (not as text, which would land as a JSON
+    # string); every other column through its bind processor, then orjson, which
+    # writes aware datetimes as RFC 3339 text that timestamptz reads back exactly.
+    plain = [(i, p) for i, p in procs if not isinstance(table.c[names[i]].type, JSON)]
+    if plain:
+        values = _convert_columns(values, plain)
+    quote = conn.dialect.identifier_preparer.quote
+    rows = orjson.dumps(
+        [dict(zip(names, row, strict=True)) for row in values],
+        default=str,
+        option=orjson.OPT_NON_STR_KEYS,
+    ).decode()
+    sets = ", ".join(f"{quote(c)} = r.{quote(c)}" for c in names[1:])
+    name = quote(table.name)
+    with raw.cursor() as cur:
+        cur.execute(
+            f"UPDATE {name} AS t SET {sets} "
+            f"FROM json_populate_recordset(NULL::{name}, %s::json) AS r WHERE t.id = r.id",
+            (rows,),
+        )
 
 
 _SEQUENCES: dict[str, str] = {}  # table -> its id sequence (the schema names it)

@@ -6,6 +6,7 @@ of executemany writes), which is what makes the store keep up with the normalise
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,14 @@ from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, 
 
 from connector.identity import ContactState, Plan, content_hash
 from connector.model import STANDARD_FIELDS, Resolved
-from connector.store.bulk import among, insert_rows, insert_values, probe, reserve_ids
+from connector.store.bulk import (
+    among,
+    insert_rows,
+    insert_values,
+    probe,
+    reserve_ids,
+    update_values,
+)
 from connector.store.tables import (
     contacts,
     cursors,
@@ -259,7 +267,15 @@ def compact_observed(state: ContactState) -> dict[str, str]:
     if len(observed) < 2 or len(observed) != len(state.attrs) + len(state.custom):
         return observed
     times = set(observed.values())
-    return {_ALL: times.pop()} if len(times) == 1 else observed
+    return _all_at(times.pop()) if len(times) == 1 else observed
+
+
+@functools.lru_cache(maxsize=256)
+def _all_at(at: str) -> dict[str, str]:
+    """{"*": at}, one object per time, read-only: the contacts a batch creates share
+    one time, so the bulk writer serialises it once (it converts each distinct object
+    once) instead of once a contact."""
+    return {_ALL: at}
 
 
 def expand_observed(stored: Any, row: Any, custom: Any) -> dict[str, str]:
@@ -284,6 +300,10 @@ _CONTACT_FIELDS = (
     "observed",
     "updated_at",
 )
+
+
+def _id(state: ContactState) -> int:
+    return state.id
 
 
 def _contact_values(state: ContactState, now: datetime) -> tuple[Any, ...]:
@@ -321,15 +341,12 @@ def apply(conn: Connection, plan: Plan, now: datetime) -> None:
         contact_id = plan.find(contact_id)
         return real.get(contact_id, contact_id)
 
-    dirty = [c for c in plan.contacts.values() if c.dirty and not c.new]
-    if dirty:
-        stmt = (
-            update(contacts)
-            .where(contacts.c.id == bindparam("_id"))
-            .values({name: bindparam(name) for name in _CONTACT_FIELDS})
-        )
-        rows = [dict(zip(_CONTACT_FIELDS, _contact_values(c, now), strict=True)) for c in dirty]
-        conn.execute(stmt, [{**row, "_id": c.id} for row, c in zip(rows, dirty, strict=True)])
+    # Stored contacts the batch changed (or whose values it saw again: their observed
+    # times moved), in id order, the order their locks were taken in.
+    dirty = sorted((c for c in plan.contacts.values() if c.dirty and not c.new), key=_id)
+    update_values(
+        conn, contacts, _CONTACT_FIELDS, [(c.id, *_contact_values(c, now)) for c in dirty]
+    )
     insert_values(
         conn,
         identities,

@@ -18,6 +18,7 @@ from adapters.csv.source import CsvSource
 from adapters.facebook import FacebookPlugin
 from adapters.facebook.fake import FakeGraph
 from adapters.facebook.source import FacebookSource
+from connector import text as text_module
 from connector.mapping import Mapping
 from connector.model import Lead
 from connector.pipeline import Pipeline
@@ -205,3 +206,49 @@ def test_clean_leads_keeps_the_record_and_every_other_character() -> None:
     assert lead.fields == {"email": "a@b.co", "city": "Łódź"}
     assert lead.custom == {"tags": ["x", "y"]}
     assert lead.raw == {"E-mail": "a@b.co"}
+
+
+_TEXT = st.text(alphabet=st.sampled_from("ab\x00é\\u0"), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(_TEXT, _TEXT, max_size=3),
+            st.dictionaries(_TEXT, _TEXT | st.lists(_TEXT, max_size=2), max_size=2),
+            st.none() | _TEXT,
+            _TEXT,
+            st.dictionaries(_TEXT, _TEXT | st.integers(), max_size=3),
+            st.dictionaries(_TEXT, _TEXT, max_size=2),
+        ),
+        max_size=6,
+    )
+)
+def test_a_batch_cleaned_at_once_is_each_lead_cleaned(parts: list[tuple[Any, ...]]) -> None:
+    """The whole-batch test for NULs (one orjson pass) only ever skips the per-lead walk
+    when the walk would change nothing: a batch comes out the same either way."""
+
+    def batch() -> list[Lead]:
+        return [
+            Lead(
+                source="s",
+                ref=ref,
+                fields=dict(fields),
+                custom=json.loads(json.dumps(custom)),
+                source_id=source_id,
+                raw=dict(raw),
+                context=dict(context),
+            )
+            for fields, custom, source_id, ref, raw, context in parts
+        ]
+
+    def seen(leads: list[Lead]) -> list[tuple[Any, ...]]:
+        return [(x.fields, x.custom, x.source_id, x.ref, x.raw, x.context) for x in leads]
+
+    fast, walked = batch(), batch()
+    clean_leads(fast)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(text_module, "_batch_may_hold_nul", lambda records: True)
+        clean_leads(walked)
+    assert seen(fast) == seen(walked)
