@@ -234,6 +234,9 @@ class Destination(Protocol):
     """Something outbox rows are delivered to; `name` is the rows' `destination`."""
 
     name: str
+    # Optional: `batch_size: int`, the most rows one call takes (the outbox hands it that
+    # many unless the deployment sets `outbox.batch`); not part of the protocol so that a
+    # destination without it still satisfies it.
 
     def deliver(self, rows: Sequence[OutboxRow]) -> Sequence[DeliveryResult]:
         """Deliver a batch; one result per row, in the order of `rows`. Raising counts as

@@ -78,6 +78,8 @@ class ConversionsDestination:
     """Delivers Conversion Leads events to one dataset."""
 
     name = DESTINATION
+    batch_size = 1000
+    """Meta takes at most 1,000 events a request (§C): the outbox hands us that many."""
 
     def __init__(
         self, graph: AdsGraph, config: ConversionsConfig, clock: Callable[[], float] = time.time

@@ -430,6 +430,16 @@ def _record_held(
     advance_heads(conn, ended)
 
 
+def per_call(target: Destination, settings: OutboxConfig) -> OutboxConfig:
+    """`settings` with the batch `target` takes in one call (its `batch_size`, the most
+    its API accepts: Conversion Leads' 1,000 events a request), unless the deployment set
+    `outbox.batch` itself; without either, the default batch."""
+    size = getattr(target, "batch_size", None)
+    if size is None or "batch" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"batch": int(size)})
+
+
 def deliver_batch(
     store: Store,
     target: Destination,
@@ -438,7 +448,7 @@ def deliver_batch(
     now: datetime | None = None,
 ) -> tuple[int, DeliveryStats]:
     """Claim, deliver and record one batch for `target`; (rows claimed, stats)."""
-    taken = claim(store, target.name, settings, replica, now)
+    taken = claim(store, target.name, per_call(target, settings), replica, now)
     if not taken.rows:
         return 0, DeliveryStats()
     results = _call(target, taken.rows)

@@ -135,6 +135,36 @@ def test_deliver_in_batches_marks_delivered(store: Store) -> None:
     assert outbox.depth(store) == {}
 
 
+class Sized(Recorder):
+    """A destination whose API takes at most `batch_size` rows a call."""
+
+    batch_size = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def deliver(self, rows: Sequence[OutboxRow]) -> Sequence[DeliveryResult]:
+        self.calls.append(len(rows))
+        return super().deliver(rows)
+
+
+def test_a_destination_is_handed_its_own_batch_unless_the_deployment_sets_one(
+    store: Store,
+) -> None:
+    """Conversion Leads take 1,000 events a request while the outbox's default batch is
+    100: the destination's `batch_size` decides, unless `outbox.batch` is set."""
+    fill(store, 9)
+    target = Sized()
+    assert outbox.deliver(store, [target], settings=OutboxConfig()).delivered == 9
+    assert target.calls == [4, 4, 1]
+    fill(store, 9, destination="crm2")
+    target = Sized()
+    target.name = "crm2"
+    assert outbox.deliver(store, [target], settings=OutboxConfig(batch=3)).delivered == 9
+    assert target.calls == [3, 3, 3]
+
+
 def test_retry_backs_off_with_jitter_and_failed_is_a_dead_letter(store: Store) -> None:
     fill(store, 3)
 
