@@ -109,17 +109,22 @@ def first_pending_of_its_contact(row: Any) -> Any:
     over `pending` is one probe of ix_outbox_pending_contact per candidate, the only
     index that can serve it, whatever the planner knows about the table (a NOT EXISTS
     may become an anti join over every pending row of the destination)."""
-    earlier = outbox.alias("earlier")
-    first = (
-        select(func.min(earlier.c.id))
+    return or_(row.c.contact_id.is_(None), row.c.id == _first_pending_id(row, "earlier"))
+
+
+def _first_pending_id(row: Any, name: str) -> Any:
+    """The lowest pending id of `row`'s (destination, contact), correlated to `row`: one
+    probe of ix_outbox_pending_contact (see `pending`)."""
+    other = outbox.alias(name)
+    return (
+        select(func.min(other.c.id))
         .where(
-            earlier.c.destination == row.c.destination,
-            earlier.c.contact_id == row.c.contact_id,
-            pending(earlier),
+            other.c.destination == row.c.destination,
+            other.c.contact_id == row.c.contact_id,
+            pending(other),
         )
         .scalar_subquery()
     )
-    return or_(row.c.contact_id.is_(None), row.c.id == first)
 
 
 def advance_heads(conn: Connection, ended: Sequence[int]) -> None:
@@ -129,16 +134,7 @@ def advance_heads(conn: Connection, ended: Sequence[int]) -> None:
     if not ended:
         return
     done = outbox.alias("done")
-    following = outbox.alias("following")
-    nxt = (
-        select(func.min(following.c.id))
-        .where(
-            following.c.destination == done.c.destination,
-            following.c.contact_id == done.c.contact_id,
-            pending(following),
-        )
-        .scalar_subquery()
-    )
+    nxt = _first_pending_id(done, "following")
     successors = select(nxt).where(done.c.id.in_(list(ended)), done.c.contact_id.is_not(None))
     conn.execute(
         update(_t)
