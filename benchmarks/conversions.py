@@ -4,7 +4,7 @@
     python benchmarks/conversions.py --n 100000 --baseline   # the ingest alone, to compare
     python benchmarks/conversions.py --n 100000 --url postgresql+psycopg://postgres@127.0.0.1:5432/lt_capi
 
-A Graph emulator (adapters/facebook/fake.py, over loopback HTTP) holds N Meta leads of
+A Graph emulator (adapters/facebook/fake/, over loopback HTTP) holds N Meta leads of
 the last day and a dataset. The N leads are ingested into a fresh store with the
 Conversion Leads subscriber installed, so each contact's creation writes its initial
 lead stage to the outbox in the ingest's transaction (the stage changes of the figure;

@@ -1,5 +1,5 @@
 """The Facebook source end to end: the facebook-business SDK over loopback HTTP against
-the Graph API emulator (adapters/facebook/fake.py), into a real store."""
+the Graph API emulator (adapters/facebook/fake/), into a real store."""
 
 from __future__ import annotations
 

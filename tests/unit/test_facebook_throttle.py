@@ -159,7 +159,7 @@ def test_app_usage_at_the_limit_pauses_every_page_before_meta_refuses(
 
     # The app's hour (discovery included) holds five calls: the fifth answer said 50%,
     # and no sixth call was made.
-    assert len(fake.usage["app"]) == 5
+    assert len(fake.limits.windows["app"]) == 5
     assert API_ERRORS.labels("facebook", "4")._value.get() == refused  # never refused
     assert stats.created > 0  # what was read before the pause is kept
     held = paused(store)
