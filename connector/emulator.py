@@ -6,7 +6,19 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+
+def serve_until_interrupted(stop: Callable[[], None]) -> None:
+    """`leadsync fake ...`: keep the emulator's threads serving until Ctrl-C, then stop."""
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
 
 
 class ThreadedServer:

@@ -34,7 +34,8 @@ notice; a test (tests/unit/test_sdk.py) fails when an adapter reaches past this 
   source ids), `contact_store` (show a contact);
 - runtime names: `OUTBOX_JOB` (wake delivery), `REGISTRY` (the daemon's metrics);
 - `normalize` (the core's normalisation and Meta match keys), `print_json`, and
-  `ThreadedServer` (an emulator served on a thread).
+  `ThreadedServer` (an emulator served on a thread) and `serve_until_interrupted`
+  (`leadsync fake ...` until Ctrl-C).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from pydantic import BaseModel
 
 from connector import normalize
 from connector.cli import err, out, print_json, print_stats, progress_bar, state
-from connector.emulator import ThreadedServer
+from connector.emulator import ThreadedServer, serve_until_interrupted
 from connector.http import (
     IGNORE,
     RETRY,
@@ -279,6 +280,7 @@ __all__ = [
     "report_health",
     "retry_after",
     "save_cursor",
+    "serve_until_interrupted",
     "set_by_person",
     "state",
     "visit_writer",

@@ -22,7 +22,7 @@ from adapters.hubspot.fake_app import SEARCH_CAP, Api, batch_result
 from adapters.hubspot.fake_limits import Limits
 from adapters.hubspot.fake_state import Contact, HubSpotError, Portal, iso
 from adapters.hubspot.fake_webhooks import Sender
-from connector.sdk import ThreadedServer
+from connector.sdk import ThreadedServer, serve_until_interrupted
 
 UNAUTHORIZED = (  # HubSpot's 401 text for a missing or unknown token [2nd]
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and "
@@ -255,10 +255,4 @@ def serve(
         '-d \'{"name": "hs_lead_status", "value": "CONNECTED"}\''
     )
     print(f"State: curl {url}/_fake/state", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_until_interrupted(fake.stop)

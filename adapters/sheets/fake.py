@@ -26,7 +26,7 @@ from starlette.requests import Request
 from adapters.sheets.fake_app import UNAUTHENTICATED, Api
 from adapters.sheets.fake_cells import Area, SheetsError, column_index, parse_range
 from adapters.sheets.fake_state import Drive, Spreadsheet, Worksheet
-from connector.sdk import ThreadedServer
+from connector.sdk import ThreadedServer, serve_until_interrupted
 
 GOOGLE = "https://sheets.googleapis.com"
 SERVICE_ACCOUNT = "leadsync@leadsync-demo.iam.gserviceaccount.com"
@@ -254,10 +254,4 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
         f"  try: curl -H 'Authorization: Bearer {TOKEN}' "
         f"'{url}/v4/spreadsheets/{SAMPLE_ID}/values/Leads?valueRenderOption=UNFORMATTED_VALUE'"
     )
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_until_interrupted(fake.stop)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from typing import Any
 
 import yaml
 
 from adapters.facebook.fake import data as fake_data
 from adapters.facebook.fake.server import FakeGraph
+from connector.sdk import serve_until_interrupted
 
 DEMO_QUESTIONS: list[dict[str, Any]] = [
     {"key": "full_name", "label": "Full name", "type": "FULL_NAME"},
@@ -120,10 +120,4 @@ def serve(
     print("\n# Paste into leadsync.yaml (validated by leadsync config validate):")
     print(yaml.safe_dump(config_section(fake, world), sort_keys=False), flush=True)
     print(how_to(fake.base_url, world, webhook_url), flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_until_interrupted(fake.stop)
