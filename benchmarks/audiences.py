@@ -32,8 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from sqlalchemy import create_engine, insert, text, update
+from sqlalchemy import insert, text, update
 
+from benchmarks.pgdb import empty_schema, refuse_shared
 from connector.statuses import Catalogue
 from connector.store import audiences as audience_state
 from connector.store import open_store
@@ -45,11 +46,7 @@ WHERE = "status in (Qualified, Won)"
 
 def build(url: str, members: int) -> None:
     if url.startswith("postgresql"):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+        empty_schema(url)
     store = open_store(url, Catalogue.default(), upgrade=True)
     qualified = store.catalogue.resolve("Qualified").id
     now = datetime.now(UTC)
@@ -172,7 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--store", default="sqlite")
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lt_audiences_bench"
+    )
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -183,6 +182,8 @@ def main() -> None:
         print(json.dumps(measure(args.url, args.step), default=str))
         return
     url = args.pg_url if args.store == "postgres" else f"sqlite:///{tempfile.mkdtemp()}/a.db"
+    if args.store == "postgres":
+        refuse_shared(url)  # before the build step's child process, not inside it
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
         f"{args.store}",

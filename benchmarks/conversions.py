@@ -31,11 +31,12 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
 from adapters.facebook.config import FacebookConfig
 from adapters.facebook.conversions_delivery import destinations
 from adapters.facebook.fake import FakeGraph
+from benchmarks.pgdb import empty_schema
 from connector.config import OutboxConfig
 from connector.model import Lead
 from connector.pipeline import Pipeline
@@ -78,11 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite:///{tmp}/store.db"
         if url.startswith("postgresql"):
-            engine = create_engine(url)
-            with engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE"))
-                conn.execute(text("CREATE SCHEMA public"))
-            engine.dispose()
+            empty_schema(url)
         store = open_store(url, upgrade=True)
         if not args.baseline:
             fanout.connect_subscribers(SimpleNamespace(facebook=config), store.engine)

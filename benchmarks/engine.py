@@ -28,8 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
+from benchmarks.pgdb import empty_schema
 from connector.config import SyncConfig
 from connector.model import Lead
 from connector.pipeline import Pipeline
@@ -62,11 +63,7 @@ class NoOp:
 
 def run(url: str, people: int, changes: int, batch: int) -> dict[str, float]:
     if url.startswith("postgresql"):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+        empty_schema(url)
     store = open_store(url, upgrade=True)
     leads = [
         Lead(

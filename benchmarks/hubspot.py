@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import machine  # noqa: E402
+from benchmarks.pgdb import empty_schema  # noqa: E402
 
 SECRET = "bench-secret"
 TOKEN = "pat-na1-bench"
@@ -139,18 +140,13 @@ def _free_port() -> int:
 
 
 def _store(kind: str, pg_url: str) -> Any:
-    from sqlalchemy import create_engine, text
 
     from connector.store import open_store
 
     if kind == "sqlite":
         path = Path(tempfile.mkdtemp(prefix="hs-bench-")) / "bench.db"
         return open_store(f"sqlite:///{path}")
-    engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text("drop schema public cascade"))
-        conn.execute(text("create schema public"))
-    engine.dispose()
+    empty_schema(pg_url)
     return open_store(pg_url, upgrade=True)
 
 

@@ -37,8 +37,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import func, insert, select
 
+from benchmarks.pgdb import empty_schema
 from connector.config import OutboxConfig
 from connector.ports import Delivered, DeliveryResult, OutboxRow
 from connector.store import open_store
@@ -56,11 +57,7 @@ class NoOp:
 
 def prepare(url: str, rows: int, people: int, analyze: bool = True, stale: bool = False) -> None:
     if url.startswith("postgresql"):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+        empty_schema(url)
     store = open_store(url, upgrade=True)
     if stale and url.startswith("postgresql"):
         with store.engine.begin() as conn:

@@ -28,13 +28,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from sqlalchemy import create_engine, text
 
 from adapters.sheets import poll
 from adapters.sheets.client import SheetsClient
 from adapters.sheets.config import SheetsConfig
 from adapters.sheets.fake import TOKEN, FakeSheets
 from adapters.sheets.source import SheetSource
+from benchmarks.pgdb import empty_schema
 from connector.pipeline import Pipeline
 from connector.statuses import Catalogue
 from connector.store import open_store
@@ -86,11 +86,7 @@ def measure(fake: FakeSheets, run: Any) -> dict[str, Any]:
 
 def bench(url: str, rows: int) -> list[dict[str, Any]]:
     if url.startswith("postgresql"):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+        empty_schema(url)
     store = open_store(url, Catalogue.default(), upgrade=True)
     fake, _ = world(rows)
     fake.start()
@@ -136,7 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--stores", default="sqlite")
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lt_sheets_bench"
+    )
     args = parser.parse_args()
     machine = platform.processor() or platform.machine()
     print(f"# {machine}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
