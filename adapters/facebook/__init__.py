@@ -123,7 +123,7 @@ class FacebookPlugin:
         """Conversion Leads' "meta-conversions", when `facebook.conversions` is set."""
         from adapters.facebook.conversions_delivery import destinations
 
-        return destinations(section(runtime.config))
+        return destinations(section(runtime.config), runtime.report)
 
     def subscribers(self, config: Any) -> list[tuple[str, Any]]:
         """Conversion Leads' change-feed subscriber (every process that changes

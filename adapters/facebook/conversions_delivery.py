@@ -11,7 +11,10 @@ letters with the reason (`leadsync outbox list --state failed`). A request Graph
 rejects as invalid is split in halves, again and again, so only the bad event ends
 Failed (with Graph's message) and every other one is delivered. Transient errors and
 throttles are Retry for what was not sent yet (the outbox backs off; a throttle's
-announced wait is used). Stages of one lead go in order because the outbox hands a
+announced wait is used). A rejected token, a missing permission or a dataset the token
+cannot see are Retry too (nothing is lost while a person fixes it), and they mark the
+health row `facebook.conversions` failing with what to do, shown by `leadsync status`
+until the next request Meta accepts. Stages of one lead go in order because the outbox hands a
 destination at most one row per contact per batch, the contact's oldest first.
 """
 
@@ -31,6 +34,10 @@ from adapters.facebook.errors import Action, GraphError
 from connector.sdk import Delivered, DeliveryResult, Failed, OutboxRow, Retry
 
 log = structlog.get_logger(__name__)
+
+HEALTH = "facebook.conversions"
+Report = Callable[..., None]
+"""`Runtime.report(source, state, reason)`: where the destination says it is failing."""
 
 MAX_EVENTS = 1_000  # events per request (§C)
 MAX_AGE = 7 * 86_400  # Meta discards older events; one fails the whole request (§C)
@@ -55,6 +62,30 @@ def event(payload: dict[str, Any], config: ConversionsConfig) -> dict[str, Any]:
 
 def _when(unix: int) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def advice(exc: GraphError, dataset: str) -> str | None:
+    """What a person must do about an error no retry fixes, for the dataset; None for
+    the others (throttles, transient errors, a bad event)."""
+    where = f"(#{exc.code}{'/' + str(exc.subcode) if exc.subcode else ''})"
+    if exc.action is Action.TOKEN:
+        return (
+            f"the System User token was rejected {where}: {exc}. Generate a new one in "
+            "Business Settings > System Users and set facebook.system_user_token; the "
+            "events wait in the outbox meanwhile"
+        )
+    if exc.action is Action.PERMISSION:
+        return (
+            f"permission denied {where}: {exc}. Assign dataset {dataset} to the System "
+            "User with permission to send events (Business Settings > Data sources > "
+            "Datasets); the events wait in the outbox meanwhile"
+        )
+    if exc.action is Action.MISSING:
+        return (
+            f"dataset {dataset} is not visible {where}: {exc}. Check "
+            "facebook.conversions.dataset_id and that the System User is assigned it"
+        )
+    return None
 
 
 def unsendable(payload: dict[str, Any], now: float) -> str | None:
@@ -82,9 +113,16 @@ class ConversionsDestination:
     """Meta takes at most 1,000 events a request (§C): the outbox hands us that many."""
 
     def __init__(
-        self, graph: AdsGraph, config: ConversionsConfig, clock: Callable[[], float] = time.time
+        self,
+        graph: AdsGraph,
+        config: ConversionsConfig,
+        clock: Callable[[], float] = time.time,
+        report: Report | None = None,
     ) -> None:
         self.graph, self.config, self.clock = graph, config, clock
+        self.report = report
+        self.failing: str | None = None
+        """What a person must do, while the last request met a token/permission error."""
         self.requests = 0
         """Requests sent (the bisection of a rejected one included)."""
         self.sent = 0
@@ -132,15 +170,25 @@ class ConversionsDestination:
             for i in part:
                 results[i] = retry
             log.warning("facebook.conversions_failed", action=exc.action.value, events=len(part))
+            todo = advice(exc, self.config.dataset_id)
+            if todo is not None and todo != self.failing:
+                self.failing = todo
+                if self.report is not None:
+                    self.report(HEALTH, "failing", todo)
             return False
         for i in part:
             results[i] = Delivered()
         self.sent += len(part)
+        if self.failing is not None:
+            self.failing = None
+            if self.report is not None:
+                self.report(HEALTH, "ok")
         return True
 
 
-def destinations(config: Any) -> list[ConversionsDestination]:
-    """The "meta-conversions" destination, when `facebook.conversions` is configured."""
+def destinations(config: Any, report: Report | None = None) -> list[ConversionsDestination]:
+    """The "meta-conversions" destination, when `facebook.conversions` is configured;
+    `report` (the daemon's `Runtime.report`) receives its failing/ok health."""
     if not isinstance(config, FacebookConfig) or config.conversions is None:
         return []
     graph = ads_graph(
@@ -149,4 +197,4 @@ def destinations(config: Any) -> list[ConversionsDestination]:
         "conversions",
         "allowed to send events to the dataset",
     )
-    return [ConversionsDestination(graph, config.conversions)]
+    return [ConversionsDestination(graph, config.conversions, report=report)]

@@ -266,3 +266,43 @@ def test_the_hook_follows_the_configuration(fake: FakeGraph, store: Store) -> No
     assert fanout.connect_subscribers(bare, store.engine) == []
     with store.engine.connect() as conn:
         assert not changes.listening(conn)  # unsubscribed: the hot path builds no events
+
+
+def test_a_rejected_token_keeps_the_events_waiting_and_says_what_to_do(world: World) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from adapters.facebook import plugin
+    from connector.runtime import health
+
+    # Wired as the daemon wires it: the plugin hands the destination Runtime.report.
+    def report(source: str, state: Any, reason: str | None = None) -> None:
+        health.report(world.store, source, state, reason)
+
+    runtime = SimpleNamespace(config=SimpleNamespace(facebook=world.config), report=report)
+    [target] = plugin.destinations(runtime)  # type: ignore[arg-type]
+    target.graph.client.http.attempts = 1
+    world.target = target
+    world.lead(5, created=time.time() - 60)
+    world.poll()
+    token = world.config.system_user_token
+    assert token is not None
+    world.fake.expire_token(token.get_secret_value())
+    stats = world.deliver()
+    assert (stats.delivered, stats.retried) == (0, 1)
+    [waiting] = world.rows("pending")  # nothing lost while a person renews the token
+    assert "token" in waiting["last_error"]
+
+    def row() -> dict[str, Any]:
+        [found] = [r for r in health.read(world.store) if r["source"] == delivery.HEALTH]
+        return found
+
+    assert row()["state"] == "failing"
+    assert "System User token was rejected" in row()["reason"]
+    assert "facebook.system_user_token" in row()["reason"]
+    # Renewed: the next attempt (past its backoff) is delivered and the health clears.
+    world.fake.tokens[token.get_secret_value()].expired_subcode = None
+    later = datetime.now(UTC) + timedelta(hours=2)
+    claimed, again = outbox.deliver_batch(world.store, target, BATCH, now=later)
+    assert (claimed, again.delivered) == (1, 1)
+    assert [name for _, name in world.sent()] == [INITIAL]
+    assert row()["state"] == "ok" and row()["reason"] is None
