@@ -66,11 +66,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from connector.config import OutboxConfig
 from connector.logs import describe
 from connector.ports import Delivered, DeliveryResult, Destination, Failed, OutboxRow, Retry
 from connector.store import Store
+from connector.store.races import lost_race
 from connector.store.tables import outbox
 from connector.sync.outbox_heads import (
     advance_heads,
@@ -342,6 +344,8 @@ def _call(target: Destination, rows: Sequence[OutboxRow]) -> list[DeliveryResult
 # How often `record` comes back for rows another transaction held (an enqueue of the
 # same contact, for as long as its transaction lasts) before it waits for them.
 _RECORD_TRIES = 12
+# How often a round PostgreSQL aborted (deadlock, serialization) is run again.
+_RECORD_ABORTS = 5
 
 
 def record(
@@ -360,16 +364,32 @@ def record(
     now = now or datetime.now(UTC)
     stats = DeliveryStats()
     left = list(zip(taken.rows, results, strict=False))
-    for attempt in range(_RECORD_TRIES):
-        with store.engine.begin() as conn:
-            held = lock(conn, [row.id for row, _ in left], wait=attempt == _RECORD_TRIES - 1)
-            _record_held(
-                conn, taken, [(r, res) for r, res in left if r.id in held], settings, now, stats
+    attempt = aborted = 0
+    while left and attempt < _RECORD_TRIES:
+        round_stats = DeliveryStats()
+        try:
+            with store.engine.begin() as conn:
+                held = lock(conn, [row.id for row, _ in left], wait=attempt == _RECORD_TRIES - 1)
+                ours = [(r, res) for r, res in left if r.id in held]
+                _record_held(conn, taken, ours, settings, now, round_stats)
+        except DBAPIError as exc:
+            # The waiting round can deadlock with an enqueue of the same contact, and
+            # PostgreSQL aborts one of the two. Nothing of the round was written: run it
+            # again rather than leave the leases to run out (the rows would be sent twice).
+            if not lost_race(exc) or aborted >= _RECORD_ABORTS:
+                raise
+            aborted += 1
+            log.info(
+                "outbox.record_retried",
+                owner=taken.owner,
+                sqlstate=getattr(exc.orig, "sqlstate", None),
             )
+            continue
+        stats.add(round_stats)
         left = [(r, res) for r, res in left if r.id not in held]
-        if not left:
-            break
-        time.sleep(min(0.2, 0.002 * 2**attempt))
+        if left:
+            time.sleep(min(0.2, 0.002 * 2**attempt))
+        attempt += 1
     if stats.stale:
         log.warning("outbox.stale_results", rows=stats.stale, owner=taken.owner)
     return stats

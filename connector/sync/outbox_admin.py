@@ -18,6 +18,7 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.store import Store
+from connector.store.races import rerun_lost_races
 from connector.store.tables import outbox
 from connector.sync.outbox import STATES, State
 from connector.sync.outbox_heads import advance_heads
@@ -148,6 +149,7 @@ def _revive(conn: Connection, row: Any, now: datetime, outcome: Outcome) -> None
             )
 
 
+@rerun_lost_races
 def retry(
     store: Store,
     ids: Sequence[int] = (),
@@ -185,9 +187,11 @@ def retry(
     return outcome
 
 
+@rerun_lost_races
 def dismiss(store: Store, ids: Sequence[int], now: datetime | None = None) -> Outcome:
     """Set rows aside for good: dead letters, or pending rows nobody is delivering (an
-    effect a person decided against). They stay listed as `dismissed`."""
+    effect a person decided against). They stay listed as `dismissed`. Run again when
+    PostgreSQL aborts it to break a deadlock with an enqueue of the same contact."""
     if not ids:
         raise ValueError("give the ids of the rows to dismiss")
     now = now or datetime.now(UTC)

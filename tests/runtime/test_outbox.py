@@ -135,6 +135,59 @@ def test_deliver_in_batches_marks_delivered(store: Store) -> None:
     assert outbox.depth(store) == {}
 
 
+class _Aborted(Exception):
+    """What psycopg raises for a transaction PostgreSQL aborted (its SQLSTATE)."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"aborted: {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def test_a_record_round_postgres_aborts_runs_again_and_nothing_is_sent_twice(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from connector.sync import outbox as module
+
+    fill(store, 5)
+    taken = outbox.claim(store, "crm", OutboxConfig(batch=10))
+    real, calls = module.lock, []
+
+    def lock(conn: object, ids: list[int], wait: bool) -> set[int]:
+        calls.append(list(ids))
+        if len(calls) == 1:  # the first round loses a deadlock with an enqueue
+            raise OperationalError("SELECT ... FOR UPDATE", {}, _Aborted("40P01"))
+        return real(conn, ids, wait=wait)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "lock", lock)
+    stats = outbox.record(store, taken, [Delivered()] * len(taken.rows))
+    assert (stats.delivered, stats.stale) == (5, 0)
+    assert len(calls) == 2 and calls[0] == calls[1]
+    got = rows(store)
+    assert all(r["delivered_at"] is not None and r["claimed_by"] is None for r in got)
+    # Nothing is left leased to be claimed and delivered again.
+    assert outbox.claim(store, "crm", OutboxConfig(batch=10)).rows == []
+
+
+def test_a_record_error_that_is_not_a_lost_race_is_raised(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from connector.sync import outbox as module
+
+    fill(store, 2)
+    taken = outbox.claim(store, "crm", OutboxConfig(batch=10))
+
+    def lock(conn: object, ids: list[int], wait: bool) -> set[int]:
+        raise OperationalError("SELECT ... FOR UPDATE", {}, _Aborted("57014"))
+
+    monkeypatch.setattr(module, "lock", lock)
+    with pytest.raises(OperationalError):
+        outbox.record(store, taken, [Delivered()] * len(taken.rows))
+
+
 class Sized(Recorder):
     """A destination whose API takes at most `batch_size` rows a call."""
 
