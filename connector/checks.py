@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from connector.config import ConfigError, _node_at, parse_yaml
 from connector.ports import Job
 from connector.statuses import Catalogue, UnknownStatusError
+from connector.validation import ConfigError, node_at, parse_yaml
 
 Loc = tuple[int | str, ...]
 
@@ -188,7 +188,7 @@ def render(problems: Sequence[Problem], path: Path | None) -> str:
             root = None
     lines: list[tuple[int, str]] = []
     for problem in problems:
-        node = _node_at(root, problem.loc) if root is not None else None
+        node = node_at(root, problem.loc) if root is not None else None
         number = node.start_mark.line + 1 if node is not None else 0
         where = f"{path}:{number}: " if node is not None else (f"{path}: " if path else "")
         field = ".".join(str(p) for p in problem.loc) or "(top level)"
