@@ -11,6 +11,9 @@ loop once per transaction for all of that loop's requests in it, where a
 `concurrent.futures.Future` per request (`submit`) costs a lock, a condition and a
 wake-up of the loop per request (`asyncio.wrap_future`), a sixth of the collector's
 event-loop time in a profile.
+
+On PostgreSQL a batch is one statement (`visitors.record_new`), so it runs as its own
+transaction: one round trip a batch on a connection the writer thread keeps.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ class VisitWriter(GroupCommit[list[PageView], int]):
     # Views per transaction: 12 values each stays under SQLite's 32,766 bound values.
     MAX_BATCH = 1000
     NAME = "visit-writer"
+    # PostgreSQL's batch is one statement (see `visitors.record_new`): its own
+    # transaction, committed (durably: synchronous_commit stays on) when it returns.
+    AUTOCOMMIT = True
     # A visitor's requests go to one writer thread, in order: a retried batch is then
     # never committed before the original it repeats (which counts its views as new),
     # and two threads never wait on each other for one visitor's row lock.
