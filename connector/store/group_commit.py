@@ -74,6 +74,11 @@ class GroupCommit(Generic[P, R]):
         self._started = False
         self._start = threading.Lock()
         self._own: Engine | None = None
+        # Committed transactions and the payloads they held (the fallback's one-payload
+        # transactions included): how well requests are grouped, for /metrics. Written
+        # by the writer threads only; a torn read is off by one at most.
+        self.transactions = 0
+        self.items = 0
 
     # -- what a subclass provides ---------------------------------------------------
 
@@ -152,7 +157,10 @@ class GroupCommit(Generic[P, R]):
                 except queue.Empty:
                     break
                 size += self.size(batch[-1][0])
-            _deliver(self._write(batch, slot if held else None))
+            outcomes = self._write(batch, slot if held else None)
+            self.transactions += 1
+            self.items += len(batch)
+            _deliver(outcomes)
 
     def _write(self, batch: list[tuple[P, Any]], slot: list[Connection] | None) -> list[_Outcome]:
         payloads = [p for p, _ in batch]
