@@ -11,11 +11,14 @@
    t0 + i/rate, over `--connections` keep-alive connections, each batch `--events`
    page views of one of 5,000 visitors with a browser User-Agent and an allowed
    Origin; latency is measured from the scheduled time (a sender that falls behind
-   shows as latency, not as a lower rate);
+   shows as latency, not as a lower rate). `--loadgen asyncio` (default) sends from one
+   uvloop event loop with pre-built requests; `--loadgen threads` is the earlier
+   generator (`http.client`, a thread per connection), which costs the shared cores
+   about four times the CPU a request; the load process's own CPU is printed;
 3. after the run, the page views in the store are counted: every event acknowledged
-   must be there; the daemon's CPU time (psutil) per request and the 1-minute load
-   average are printed with the latencies, since the latencies depend on what else
-   runs on the box.
+   must be there; the daemon's CPU time (psutil) per request, the requests per write
+   transaction (from /metrics) and the 1-minute load average are printed with the
+   latencies, since the latencies depend on what else runs on the box.
 
 The daemon, the load process and PostgreSQL share the machine's cores: the figures are
 for the whole loop on one box, not for the daemon alone.
