@@ -28,7 +28,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine
@@ -207,10 +207,14 @@ def _deliver(outcomes: list[_Outcome]) -> None:
     loops: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
     for done, outcome in outcomes:
         if isinstance(done, Future):
-            if isinstance(outcome, BaseException):
-                done.set_exception(outcome)
-            else:
-                done.set_result(outcome)
+            # A waiter that gave up (asyncio.wrap_future cancels the Future when its
+            # task is cancelled) cannot be answered: setting it would raise and end
+            # the writer thread, and every later request would wait forever.
+            with contextlib.suppress(InvalidStateError):
+                if isinstance(outcome, BaseException):
+                    done.set_exception(outcome)
+                else:
+                    done.set_result(outcome)
         else:
             loops.setdefault(done.get_loop(), []).append((done, outcome))
     for loop, settled in loops.items():

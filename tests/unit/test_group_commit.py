@@ -74,3 +74,12 @@ def test_a_writer_thread_gives_its_connection_back_when_idle(store: Store) -> No
     time.sleep(writer.IDLE + 0.5)
     assert _connections(store) == before  # closed for real (not back to a pool)
     assert writer.put("z").result(30) == "z@3"  # and opened again when needed
+
+
+def test_a_waiter_that_gave_up_does_not_stop_the_writer(store: Store) -> None:
+    writer = Echo(store)
+    first = writer.put("first")
+    time.sleep(0.2)  # taken, waiting at the gate
+    assert first.cancel()  # as asyncio.wrap_future does when its request is cancelled
+    writer.gate.set()
+    assert writer.put("next").result(30) == "next@2"
