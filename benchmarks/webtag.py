@@ -11,11 +11,14 @@
    t0 + i/rate, over `--connections` keep-alive connections, each batch `--events`
    page views of one of 5,000 visitors with a browser User-Agent and an allowed
    Origin; latency is measured from the scheduled time (a sender that falls behind
-   shows as latency, not as a lower rate);
+   shows as latency, not as a lower rate). `--loadgen asyncio` (default) sends from one
+   uvloop event loop with pre-built requests; `--loadgen threads` is the earlier
+   generator (`http.client`, a thread per connection), which costs the shared cores
+   about four times the CPU a request; the load process's own CPU is printed;
 3. after the run, the page views in the store are counted: every event acknowledged
-   must be there; the daemon's CPU time (psutil) per request and the 1-minute load
-   average are printed with the latencies, since the latencies depend on what else
-   runs on the box.
+   must be there; the daemon's CPU time (psutil) per request, the requests per write
+   transaction (from /metrics) and the 1-minute load average are printed with the
+   latencies, since the latencies depend on what else runs on the box.
 
 The daemon, the load process and PostgreSQL share the machine's cores: the figures are
 for the whole loop on one box, not for the daemon alone.
@@ -28,6 +31,7 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -114,11 +118,29 @@ def _batch(i: int, events: int, run: str) -> bytes:
     ).encode()
 
 
-def _load(port: int, rate: float, seconds: float, events: int, connections: int, out: Any) -> None:
-    """Child process: send open loop, then report latencies (ms) and failures."""
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def _load(
+    port: int,
+    rate: float,
+    seconds: float,
+    events: int,
+    connections: int,
+    out: Any,
+    kind: str = "threads",
+) -> None:
+    """Child process: send open loop, then report latencies (ms), failures and its own
+    CPU time while sending (bodies are built before)."""
     total = int(rate * seconds)
     run = secrets.token_hex(4)
     bodies = [_batch(i, events, run) for i in range(total)]
+    if kind == "asyncio":
+        _load_asyncio(port, rate, total, bodies, connections, out)
+        return
+    cpu0 = _cpu()
     lock = threading.Lock()
     state = {"next": 0}
     latencies: list[float] = []
@@ -156,7 +178,104 @@ def _load(port: int, rate: float, seconds: float, events: int, connections: int,
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
-    out.send({"latencies": latencies, "errors": errors, "elapsed": elapsed, "requests": total})
+    out.send(
+        {
+            "latencies": latencies,
+            "errors": errors,
+            "elapsed": elapsed,
+            "requests": total,
+            "load_cpu_s": _cpu() - cpu0,
+        }
+    )
+
+
+def _load_asyncio(
+    port: int, rate: float, total: int, bodies: list[bytes], connections: int, out: Any
+) -> None:
+    """The same open loop as the threads above (`connections` keep-alive connections
+    taking the next request in turn, each sent at its scheduled time or as soon as its
+    connection is free, latency from the scheduled time), on one uvloop event loop with
+    requests pre-built as bytes and responses parsed by hand: far less CPU a request
+    than `http.client` in threads, which takes cores the daemon needs."""
+    import asyncio
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # plain asyncio: slower, still open loop
+        pass
+    head = (
+        "POST /collect HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Origin: {ORIGIN}\r\nUser-Agent: {UA}\r\nContent-Type: text/plain\r\n"
+    )
+    requests = [f"{head}Content-Length: {len(b)}\r\n\r\n".encode() + b for b in bodies]
+    latencies: list[float] = []
+    errors: list[str] = []
+    state = {"next": 0}
+
+    async def worker(t0: float) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while True:
+            i = state["next"]
+            state["next"] += 1
+            if i >= total:
+                break
+            due = t0 + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                writer.write(requests[i])
+                status_line = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in status_line.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if length:
+                    await reader.readexactly(length)
+                if status_line[9:12] != b"200":
+                    errors.append(status_line[9:12].decode())
+            except Exception as exc:  # counted; the connection is renewed
+                errors.append(type(exc).__name__)
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            latencies.append((time.perf_counter() - due) * 1000)
+        writer.close()
+
+    async def main() -> float:
+        t0 = time.perf_counter() + 0.5
+        await asyncio.gather(*(worker(t0) for _ in range(connections)))
+        return time.perf_counter() - t0
+
+    cpu0 = _cpu()
+    elapsed = asyncio.run(main())
+    out.send(
+        {
+            "latencies": latencies,
+            "errors": errors,
+            "elapsed": elapsed,
+            "requests": total,
+            "load_cpu_s": _cpu() - cpu0,
+        }
+    )
+
+
+def _metrics(port: int, names: tuple[str, ...]) -> dict[str, float]:
+    """Unlabelled metrics from the daemon's /metrics (absent: NaN; older daemons)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    found = {name: float("nan") for name in names}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found
+
+
+WRITER_METRICS = ("leadsync_webtag_write_transactions", "leadsync_webtag_written_requests")
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -171,6 +290,7 @@ def run_once(
     events: int,
     connections: int,
     profile: str | None = None,
+    loadgen: str = "threads",
 ) -> dict[str, Any]:
     from sqlalchemy import create_engine, func, select
 
@@ -202,10 +322,13 @@ def run_once(
             import psutil
 
             proc = psutil.Process(daemon.pid)
+            writes_before = _metrics(port, WRITER_METRICS)
             cpu_before = sum(proc.cpu_times()[:2])
             ctx = mp.get_context("spawn")
             receive, send = ctx.Pipe(duplex=False)
-            load = ctx.Process(target=_load, args=(port, rate, seconds, events, connections, send))
+            load = ctx.Process(
+                target=_load, args=(port, rate, seconds, events, connections, send, loadgen)
+            )
             load.start()
             spy = None
             if profile:  # py-spy samples the daemon while the load runs (its own CPU too)
@@ -234,6 +357,9 @@ def run_once(
             # much, unlike the latencies.
             result["daemon_cpu_s"] = sum(proc.cpu_times()[:2]) - cpu_before
             result["load_average"] = os.getloadavg()[0]
+            writes = _metrics(port, WRITER_METRICS)
+            result["transactions"] = writes[WRITER_METRICS[0]] - writes_before[WRITER_METRICS[0]]
+            result["written"] = writes[WRITER_METRICS[1]] - writes_before[WRITER_METRICS[1]]
         finally:
             daemon.terminate()
             daemon.wait(30)
@@ -260,6 +386,15 @@ def run_once(
         "errors": len(result["errors"]),
         "daemon_cpu_ms_per_request": round(result["daemon_cpu_s"] * 1000 / result["requests"], 2),
         "daemon_cpu_share_of_a_core": round(result["daemon_cpu_s"] / result["elapsed"], 2),
+        # How well the writer grouped requests: at a low rate each request gets a
+        # transaction of its own, and costs the daemon more CPU (BENCHMARKS.md).
+        "requests_per_transaction": round(result["written"] / result["transactions"], 1)
+        if result["transactions"]
+        else None,
+        "loadgen": loadgen,
+        # The load process's own CPU: on two shared cores, what it takes the daemon lacks.
+        "load_cpu_ms_per_request": round(result["load_cpu_s"] * 1000 / result["requests"], 2),
+        "load_cpu_share_of_a_core": round(result["load_cpu_s"] / result["elapsed"], 2),
         "load_average_1m": round(result["load_average"], 1),
         "events_sent": sent_events,
         "events_stored": stored,
@@ -276,6 +411,13 @@ def main() -> None:
     parser.add_argument("--find-max", action="store_true")
     parser.add_argument("--py-spy", metavar="FILE", help="Profile the daemon (svg or .json).")
     parser.add_argument("--rates", default="200,400,600,800")
+    parser.add_argument(
+        "--loadgen",
+        choices=["threads", "asyncio"],
+        default="asyncio",
+        help="threads: http.client, a thread per connection (the generator of the runs "
+        "before 2026-12-01 19:00); asyncio: uvloop, pre-built requests (cheaper).",
+    )
     args = parser.parse_args()
     if args.py_spy and not (
         shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()
@@ -284,7 +426,9 @@ def main() -> None:
     print(machine())
     rates = [float(r) for r in args.rates.split(",")] if args.find_max else [args.rate]
     for rate in rates:
-        found = run_once(args.store, rate, args.seconds, args.events, args.connections, args.py_spy)
+        found = run_once(
+            args.store, rate, args.seconds, args.events, args.connections, args.py_spy, args.loadgen
+        )
         print(json.dumps(found))
         if args.find_max and (found["p95_ms"] >= 50 or found["errors"]):
             break

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -56,6 +56,20 @@ EVENTS = Counter(
     registry=REGISTRY,
 )
 
+# Requests per transaction of the page-view writer (written / transactions): at a low
+# rate every request gets a transaction of its own, which costs it several times the
+# CPU of one in a shared transaction (BENCHMARKS.md, web tag).
+WRITE_TRANSACTIONS = Gauge(
+    "leadsync_webtag_write_transactions",
+    "Transactions the page-view writer committed since the daemon started.",
+    registry=REGISTRY,
+)
+WRITTEN_REQUESTS = Gauge(
+    "leadsync_webtag_written_requests",
+    "Collector requests whose page views those transactions held.",
+    registry=REGISTRY,
+)
+
 
 def snippet_source() -> bytes:
     """snippet.js as shipped with the adapter."""
@@ -68,6 +82,9 @@ class Collector:
     def __init__(self, runtime: Runtime, config: WebtagConfig) -> None:
         self.runtime = runtime
         self.config = config
+        writer = visit_writer.writer(runtime.store)
+        WRITE_TRANSACTIONS.set_function(lambda: writer.transactions)
+        WRITTEN_REQUESTS.set_function(lambda: writer.items)
         self.sites = config.site_by_key()
         self.origins = {o.rstrip("/") for s in config.sites for o in s.allowed_origins}
         self.bots = re.compile(config.bot_pattern, re.IGNORECASE)

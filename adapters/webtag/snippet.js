@@ -68,20 +68,27 @@
     // sendBeacon survives the page unloading; text/plain keeps it free of a preflight.
     if (w.navigator.sendBeacon && w.navigator.sendBeacon(url, body)) return;
     if (!w.fetch) return;
+    // Written ahead, forgotten once answered: a send whose failure (or answer) comes
+    // after the page has gone is still in storage, and the next page sends it once
+    // more (same event ids, so the collector stores it once even if both got through).
+    keep(body, retried);
     w.fetch(url, {
       method: "POST", body: body, keepalive: true, credentials: "omit",
       headers: { "content-type": "text/plain" }
     }).then(function (r) {
-      if (r.status >= 500 || r.status === 429) failed(body, retried);
-    }, function () { failed(body, retried); });
+      // Failed (5xx, 429): kept for the next page, unless this was its one retry.
+      if (retried || (r.status < 500 && r.status !== 429)) forget(body);
+    }, function () { if (retried) forget(body); });
   }
-  // A failed send is kept and sent once more on the next page (same event ids, so the
-  // collector stores it once even if the first attempt got through after all).
-  function failed(body, retried) {
-    if (retried) return;
+  function keep(body, retried) {
     var list = stored(RETRY) || [];
-    if (list.length < 10) list.push(body);
+    if (list.length < 10) list.push({ b: body, r: retried ? 1 : 0 });
     store(RETRY, list);
+  }
+  function forget(body) {
+    var list = stored(RETRY) || [], left = [], i;
+    for (i = 0; i < list.length; i++) if (list[i].b !== body) left.push(list[i]);
+    store(RETRY, left.length ? left : null);
   }
   function flush() {
     clearTimeout(timer);
@@ -131,7 +138,8 @@
     var list = stored(RETRY);
     if (!consent || !list) return;
     store(RETRY, null);
-    for (var i = 0; i < list.length; i++) post(list[i], true);
+    // A retry still stored lost its answer with its page: it had its one more send.
+    for (var i = 0; i < list.length; i++) if (!list[i].r) post(list[i].b || list[i], true);
   }
   // Opt-in form capture: only forms the admin named by CSS selector are read.
   function captured(form) {

@@ -14,8 +14,6 @@ write lock, and the ingest that follows needs it.
 
 from __future__ import annotations
 
-import queue
-import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from connector.store import Store
+from connector.store.group_commit import GroupCommit, Registry
 from connector.store.tables import webhook_deliveries
 from connector.text import clean_bytes
 
@@ -64,82 +63,31 @@ def _row(source: str, body: bytes, received_at: datetime) -> dict[str, Any]:
     }
 
 
-class GroupWriter:
+class GroupWriter(GroupCommit[tuple[str, bytes, datetime], None]):
     """Stores the deliveries of concurrent webhook requests together: one transaction
-    (one commit, one turn at SQLite's write lock, one pooled connection) for everything
-    that arrived while the previous one committed. A request still gets its answer only
-    once its body is committed, so nothing acknowledged is lost; at 200 requests a
-    second this is tens of commits a second instead of 200 that queue for the lock or
-    for connections (group commit, as databases do for their own log)."""
+    (one commit, one turn at SQLite's write lock) for everything that arrived while the
+    previous one committed. A request still gets its answer only once its body is
+    committed, so nothing acknowledged is lost; at 200 requests a second this is tens
+    of commits a second instead of 200 that queue for the lock or for connections
+    (group commit, as databases do for their own log: `store.group_commit`)."""
 
     MAX_BATCH = 500
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._queue: queue.SimpleQueue[tuple[str, bytes, datetime, Future[None]]] = (
-            queue.SimpleQueue()
-        )
-        self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
+    NAME = "inbox-writer"
 
     def submit(self, source: str, body: bytes) -> Future[None]:
         """Queue a verified delivery; the future completes when it is committed."""
-        done: Future[None] = Future()
-        self._queue.put((source, body, datetime.now(UTC), done))
-        if self._thread is None:
-            with self._start:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="inbox-writer", daemon=True
-                    )
-                    self._thread.start()
-        return done
+        return self.put((source, body, datetime.now(UTC)))
 
-    def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._commit(batch)
-            except Exception:
-                # One delivery the store refuses must not fail its neighbours: each is
-                # committed on its own, and only what still fails answers 500 (the
-                # sender retries it; everything else is stored and acknowledged).
-                for one in batch:
-                    try:
-                        self._commit([one])
-                    except Exception as exc:
-                        one[3].set_exception(exc)
-                    else:
-                        one[3].set_result(None)
-                continue
-            for *_, done in batch:
-                done.set_result(None)
-
-    def _commit(self, batch: list[tuple[str, bytes, datetime, Future[None]]]) -> None:
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                insert(webhook_deliveries),
-                [_row(source, body, at) for source, body, at, _ in batch],
-            )
+    def commit(self, conn: Connection, payloads: list[tuple[str, bytes, datetime]]) -> list[None]:
+        conn.execute(
+            insert(webhook_deliveries),
+            [_row(source, body, at) for source, body, at in payloads],
+        )
+        return [None] * len(payloads)
 
 
-_WRITERS: dict[int, GroupWriter] = {}
-_WRITERS_LOCK = threading.Lock()
-
-
-def writer(store: Store) -> GroupWriter:
-    """The store's one GroupWriter (made on first use, kept for the process)."""
-    with _WRITERS_LOCK:
-        # The writer holds its store, so the id cannot be reused while the entry lives.
-        found = _WRITERS.get(id(store))
-        if found is None:
-            found = _WRITERS[id(store)] = GroupWriter(store)
-        return found
+writer = Registry(GroupWriter)
+"""The store's one GroupWriter (made on first use, kept for the process)."""
 
 
 def claim(
