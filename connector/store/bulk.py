@@ -69,7 +69,9 @@ def _convert_columns(values: Sequence[Sequence[Any]], procs: list[tuple[int, Any
     columns: list[Any] = list(zip(*values, strict=True))
     for i, process in procs:
         column = columns[i]
-        distinct = {id(v): v for v in column}
+        # dict(zip(...)) finds the distinct objects in C: a comprehension over every
+        # row of every converted column was ~2% of the writer.
+        distinct = dict(zip(map(id, column), column, strict=True))
         converted = {k: process(v) for k, v in distinct.items()}
         columns[i] = map(converted.__getitem__, map(id, column))
     return list(zip(*columns, strict=True))
