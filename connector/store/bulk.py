@@ -13,6 +13,7 @@ pipeline's retry on a lost race works the same.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
     JSON,
     Column,
     Connection,
+    DateTime,
     Table,
     Text,
     any_,
@@ -69,10 +71,44 @@ def _convert_columns(values: Sequence[Sequence[Any]], procs: list[tuple[int, Any
     columns: list[Any] = list(zip(*values, strict=True))
     for i, process in procs:
         column = columns[i]
-        distinct = {id(v): v for v in column}
+        # dict(zip(...)) finds the distinct objects in C: a comprehension over every
+        # row of every converted column was ~2% of the writer.
+        distinct = dict(zip(map(id, column), column, strict=True))
         converted = {k: process(v) for k, v in distinct.items()}
         columns[i] = map(converted.__getitem__, map(id, column))
     return list(zip(*columns, strict=True))
+
+
+def _datetimes_as_copy_text(
+    raw: Any, table: Table, cols: Sequence[str], procs: list[tuple[int, Any]]
+) -> list[tuple[int, Any]]:
+    """PostgreSQL COPY: datetime columns' values become the text psycopg's own dumper
+    writes for them, once per distinct object (`_convert_columns`), instead of once a
+    row inside COPY's row formatting: there a datetime cost ~4.5 µs (psycopg picks its
+    dumper per value) against ~0.5 µs for the same text, and a batch writes ~30,000 of
+    them (the batch's `now` on every row of four tables). The server reads the same
+    characters, so the same value lands."""
+    from psycopg.adapt import PyFormat, Transformer
+
+    transformer = Transformer.from_context(raw)
+
+    def as_text(process: Any) -> Any:
+        def convert(value: Any) -> Any:
+            out = process(value)
+            if out.__class__ is not datetime:
+                return out
+            dumped = transformer.get_dumper(out, PyFormat.TEXT).dump(out)
+            assert dumped is not None  # only None dumps to None
+            return bytes(dumped).decode()
+
+        return convert
+
+    return [(i, as_text(p) if _is_datetime(table.c[cols[i]]) else p) for i, p in procs]
+
+
+def _is_datetime(column: Column[Any]) -> bool:
+    """A DateTime column, or a TypeDecorator over one (UTCDateTime)."""
+    return isinstance(getattr(column.type, "impl", column.type), DateTime)
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -94,12 +130,14 @@ def insert_values(
     if not values:
         return
     procs = [(i, p) for i, p in enumerate(_processors(conn, table, cols)) if p]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if procs and conn.dialect.name == "postgresql":
+        procs = _datetimes_as_copy_text(raw, table, cols, procs)
     if procs:
         values = _convert_columns(values, procs)
     quote = conn.dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in cols)
-    raw = conn.connection.driver_connection
-    assert raw is not None
     try:
         if conn.dialect.name == "postgresql":
             copy_sql = f"COPY {quote(table.name)} ({names}) FROM STDIN"

@@ -85,7 +85,7 @@ def lock_contacts(conn: Connection, ids: Sequence[int]) -> tuple[list[ContactSta
     states: list[ContactState] = []
     tombstones: list[int] = []
     for cond in among(conn, contacts.c.id, ids):
-        query = select(contacts).where(cond).order_by(contacts.c.id).with_for_update()
+        query = select(*_STATE_COLUMNS).where(cond).order_by(contacts.c.id).with_for_update()
         for row in conn.execute(query):
             m = row._mapping
             if m["merged_into"] is not None:
@@ -93,6 +93,21 @@ def lock_contacts(conn: Connection, ids: Sequence[int]) -> tuple[list[ContactSta
                 continue
             states.append(state_of(m))
     return states, tombstones
+
+
+# What `state_of` reads of a contact row (and whether it is a tombstone): not the
+# whole row. Its other timestamps (created_at, updated_at) cost a datetime conversion
+# each per row read, a quarter of reading the contacts a batch locks.
+_STATE_COLUMNS = (
+    contacts.c.id,
+    contacts.c.merged_into,
+    contacts.c.status,
+    contacts.c.status_changed_at,
+    *(contacts.c[f] for f in STANDARD_FIELDS),
+    contacts.c.custom,
+    contacts.c.observed,
+    contacts.c.person_changed_at,
+)
 
 
 def state_of(m: Any) -> ContactState:
