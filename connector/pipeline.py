@@ -41,6 +41,7 @@ from connector.runtime.metrics import LEADS_INGESTED, QUARANTINED
 from connector.store import Store, issues
 from connector.store import ingest as writes
 from connector.store import quarantine as quarantine_store
+from connector.store.races import lost_race
 from connector.store.tables import quarantine
 from connector.text import clean_leads
 
@@ -61,14 +62,10 @@ _GC_THRESHOLDS = (500_000, 20, 100)
 # replica or source created the same person first), a deadlock or serialization
 # failure (PostgreSQL), or contacts merged away under it. Re-resolving sees their rows.
 _RACE_ATTEMPTS = 5
-# PostgreSQL's SQLSTATEs for a transaction that lost a race and may simply run again.
-_RETRYABLE = {"40001", "40P01"}
 
 
 def _lost_race(exc: BaseException) -> bool:
-    if isinstance(exc, (IntegrityError, writes.StaleRead)):
-        return True
-    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE
+    return isinstance(exc, (IntegrityError, writes.StaleRead)) or lost_race(exc)
 
 
 @dataclass

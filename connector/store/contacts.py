@@ -24,6 +24,7 @@ from connector.store.ingest import (
     merge_rows,
     state_of,
 )
+from connector.store.races import lost_race
 from connector.store.tables import (
     contacts,
     identities,
@@ -277,8 +278,6 @@ def show_contact(store: Store, contact_id: int) -> dict[str, Any]:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-# PostgreSQL's SQLSTATEs for a transaction that lost a race (deadlock, serialization).
-_RETRYABLE = {"40001", "40P01"}
 _ATTEMPTS = 5
 
 
@@ -293,9 +292,7 @@ def _retried(fn: Callable[P, R]) -> Callable[P, R]:
             try:
                 return fn(*args, **kwargs)
             except (DBAPIError, StaleRead) as exc:
-                lost = isinstance(exc, StaleRead) or (
-                    getattr(exc.orig, "sqlstate", None) in _RETRYABLE
-                )
+                lost = isinstance(exc, StaleRead) or lost_race(exc)
                 if not lost or attempt == _ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
