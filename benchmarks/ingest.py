@@ -39,7 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from benchmarks.pgdb import empty_schema  # noqa: E402
+
 # LEADSYNC_BENCH_PG_URL points the benchmark at another database (on a shared
 # machine: your own); it is emptied before each run like the default one.
 PG_BENCH = os.environ.get(
@@ -300,20 +301,7 @@ def _maybe_profiled(profile: bool, fn: Any, *args: Any) -> Any:
 
 
 def _reset_pg() -> None:
-    from sqlalchemy import create_engine, text
-
-    if PG_BENCH.endswith("/leadsync_bench"):  # the default database is made if missing
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            exists = conn.scalar(text("select 1 from pg_database where datname = 'leadsync_bench'"))
-            if not exists:
-                conn.execute(text("create database leadsync_bench"))
-        admin.dispose()
-    bench = create_engine(PG_BENCH, isolation_level="AUTOCOMMIT")
-    with bench.connect() as conn:
-        conn.execute(text("drop schema public cascade"))
-        conn.execute(text("create schema public"))
-    bench.dispose()
+    empty_schema(PG_BENCH)  # the default database (leadsync_bench) is made if missing
 
 
 def measure(target: str, n: int, seed: int, workers: int | None, profile: bool) -> dict[str, Any]:

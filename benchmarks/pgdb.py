@@ -43,3 +43,14 @@ def empty_schema(url: str) -> None:
         conn.execute(text("drop schema public cascade"))
         conn.execute(text("create schema public"))
     engine.dispose()
+
+
+def drop_database(url: str) -> None:
+    """Drop the database at `url` (one a benchmark made), whoever is still connected;
+    SystemExit for a shared database."""
+    refuse_shared(url)
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'drop database if exists "{target.database}" with (force)'))
+    admin.dispose()

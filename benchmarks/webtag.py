@@ -47,10 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import machine  # noqa: E402
+from benchmarks.pgdb import drop_database, empty_schema  # noqa: E402
 
-PG_ADMIN = os.environ.get(
-    "LEADSYNC_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 PG_DB = os.environ.get("LEADSYNC_BENCH_WEBTAG_DB", "lt_webtag_bench")
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
 ORIGIN = "https://www.example.com"
@@ -72,27 +70,11 @@ def _free_port() -> int:
 
 
 def _reset_pg() -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.scalar(text(f"select 1 from pg_database where datname = '{PG_DB}'")):
-            conn.execute(text(f"create database {PG_DB}"))
-    admin.dispose()
-    bench = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with bench.connect() as conn:
-        conn.execute(text("drop schema public cascade"))
-        conn.execute(text("create schema public"))
-    bench.dispose()
+    empty_schema(PG_URL)
 
 
 def _drop_pg() -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"drop database if exists {PG_DB} with (force)"))
-    admin.dispose()
+    drop_database(PG_URL)
 
 
 def _batch(i: int, events: int, run: str) -> bytes:
