@@ -34,7 +34,7 @@ def graph_fixture(seed: int) -> Callable[[], Iterator[FakeGraph]]:
         yield fake
         fake.stop()
 
-    return graph  # type: ignore[no-any-return]
+    return graph
 
 
 def pusher(fake: FakeGraph, store: Store, sets: list[dict[str, Any]]) -> sync.Pusher:
