@@ -17,15 +17,15 @@ from hypothesis import strategies as st
 
 from adapters.facebook import audience_diff
 from adapters.facebook import audiences as sync
-from adapters.facebook.audience_config import AudiencesConfig
 from adapters.facebook.fake import FakeGraph
-from adapters.facebook.graph import GraphClient
 from connector import normalize
 from connector.model import Lead
 from connector.pipeline import Pipeline
 from connector.store import Store
 from connector.store import audiences as audience_state
 from connector.store import contacts as contact_store
+from tests.e2e import audience_setup
+from tests.e2e.audience_setup import AudienceCli
 
 SEGMENTS = [
     "status in (Qualified, Won)",
@@ -39,20 +39,12 @@ STATUSES = ["New", "Reach", "Disqualified", "Qualified", "Negotiating", "Won", "
 _serial = itertools.count()
 
 
-@pytest.fixture
-def graph() -> Iterator[FakeGraph]:
-    fake = FakeGraph(seed=7)
-    fake.start()
-    yield fake
-    fake.stop()
+graph = audience_setup.graph_fixture(seed=7)
 
 
 def pusher(fake: FakeGraph, store: Store, **audience: Any) -> sync.Pusher:
-    token = fake.add_system_user_token("9001")
-    account = fake.audiences.add_account("777")
-    config = AudiencesConfig.model_validate({"ad_account_id": account, "sets": [audience]})
-    client = GraphClient(fake.base_url, "v26.0", retries=1, backoff=0.01)
-    return sync.Pusher(store, sync.AdsGraph(client, token, fake.app_secret, account), config)
+    """The pusher of the one audience `audience` describes."""
+    return audience_setup.pusher(fake, store, [audience])
 
 
 def ingest(store: Store, *leads: Lead) -> None:
@@ -244,57 +236,27 @@ def audience_state_health(store: Store) -> list[dict[str, Any]]:
 def test_token_and_permission_errors_show_in_audiences_status(
     graph: FakeGraph, store: Store, tmp_path: Any
 ) -> None:
-    import json
-
-    import yaml
-    from typer.testing import CliRunner
-
-    from connector.cli import GROUPS, _register_plugins, app
-
-    if not GROUPS["audiences"].registered_commands:
-        _register_plugins()
     ingest(store, person(1), person(2))
-    token = graph.add_system_user_token("9001")
-    page = graph.add_page("Shop", business_id="9001")
-    account = graph.audiences.add_account("888")
-    config = {
-        "facebook": {
-            "app_secret": graph.app_secret,
-            "system_user_token": token,
-            "graph_url": graph.base_url,
-            "pages": [{"id": page.id}],
-            "audiences": {
-                "ad_account_id": account,
-                "sets": [{"name": "All", "where": "has_email"}],
-            },
-        }
-    }
-    path = tmp_path / "leadsync.yaml"
-    path.write_text(yaml.safe_dump(config))
-    url = str(store.engine.url.render_as_string(hide_password=False))
+    cli = AudienceCli(graph, store, tmp_path, [{"name": "All", "where": "has_email"}])
+    token = cli.token
 
-    def cli(*args: str) -> Any:
-        result = CliRunner().invoke(app, ["--config", str(path), "--store", url, *args])
-        assert result.exit_code == 0, result.output
-        if "--json" not in args:
-            return result.output
-        # The JSON is the last line (a warning logged on the way may come before it).
-        return json.loads(result.output.strip().splitlines()[-1])
+    def cli_json(*args: str) -> Any:
+        return cli.json(*args, logs_before=True)
 
-    assert cli("audiences", "push", "--json")[0]["added"] == 2
-    assert cli("audiences", "status", "--json")[0]["failing"] is None
+    assert cli_json("audiences", "push", "--json")[0]["added"] == 2
+    assert cli_json("audiences", "status", "--json")[0]["failing"] is None
     graph.revoke_permission(token, "ads_management")
     ingest(store, person(3))  # something to send (a push with nothing to send calls nobody)
-    [pushed] = cli("audiences", "push", "--json")
+    [pushed] = cli_json("audiences", "push", "--json")
     assert "permission denied (#200)" in pushed["failing"] and "ads_management" in pushed["failing"]
-    [status] = cli("audiences", "status", "--json")
+    [status] = cli_json("audiences", "status", "--json")
     assert "assign it ad account act_888" in status["failing"]
     assert "failing: permission denied" in cli("audiences", "status")
     graph.tokens[token].permissions.add("ads_management")
     graph.expire_token(token)
-    [pushed] = cli("audiences", "push", "--json")
+    [pushed] = cli_json("audiences", "push", "--json")
     assert "token was rejected (#190/463)" in pushed["failing"]
-    assert "system_user_token" in cli("audiences", "status", "--json")[0]["failing"]
+    assert "system_user_token" in cli_json("audiences", "status", "--json")[0]["failing"]
     graph.tokens[token].expired_subcode = None  # renewed: the next push clears it
-    assert cli("audiences", "push", "--json")[0]["added"] == 1
-    assert cli("audiences", "status", "--json")[0]["failing"] is None
+    assert cli_json("audiences", "push", "--json")[0]["added"] == 1
+    assert cli_json("audiences", "status", "--json")[0]["failing"] is None

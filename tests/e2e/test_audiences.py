@@ -4,28 +4,21 @@ the shared HTTP layer to the Graph emulator over loopback (SQLite and PostgreSQL
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from adapters.facebook import audiences as sync
-from adapters.facebook.audience_config import AudiencesConfig
 from adapters.facebook.fake import FakeGraph
-from adapters.facebook.graph import GraphClient
 from connector import normalize
 from connector.model import Lead
 from connector.pipeline import Pipeline
 from connector.store import Store
 from connector.store import contacts as contact_store
+from tests.e2e import audience_setup
+from tests.e2e.audience_setup import AudienceCli
 
-
-@pytest.fixture
-def graph() -> Iterator[FakeGraph]:
-    fake = FakeGraph(seed=5)
-    fake.start()
-    yield fake
-    fake.stop()
+graph = audience_setup.graph_fixture(seed=5)
 
 
 def people(store: Store, n: int, status: str = "Qualified", start: int = 0) -> list[int]:
@@ -46,18 +39,12 @@ def people(store: Store, n: int, status: str = "Qualified", start: int = 0) -> l
     return sorted(ids)
 
 
-def pusher(fake: FakeGraph, store: Store, **extra: Any) -> tuple[sync.Pusher, str]:
-    token = fake.add_system_user_token("9001")
-    account = fake.audiences.add_account("777")
-    config = AudiencesConfig.model_validate(
-        {
-            "ad_account_id": account,
-            "sets": [{"name": "Qualified and won", "where": "status in (Qualified, Won)", **extra}],
-        }
+def pusher(fake: FakeGraph, store: Store, **extra: Any) -> sync.Pusher:
+    """The pusher of one audience, "Qualified and won", with `extra` in its set."""
+    where = "status in (Qualified, Won)"
+    return audience_setup.pusher(
+        fake, store, [{"name": "Qualified and won", "where": where, **extra}]
     )
-    client = GraphClient(fake.base_url, "v26.0", retries=1, backoff=0.01)
-    graph = sync.AdsGraph(client, token, fake.app_secret, account)
-    return sync.Pusher(store, graph, config), account
 
 
 def members(fake: FakeGraph) -> set[str]:
@@ -69,7 +56,7 @@ def test_the_first_push_adds_everyone_and_the_next_makes_no_call(
     graph: FakeGraph, store: Store
 ) -> None:
     people(store, 30)
-    push, _ = pusher(graph, store)
+    push = pusher(graph, store)
     config = push.audiences.sets[0]
     plan = sync.plan(store, push.audiences)
     assert plan[0]["adds"] == 30 and plan[0]["removes"] == 0 and plan[0]["calls"] == 1
@@ -86,7 +73,7 @@ def test_leaving_the_segment_a_merge_and_a_test_lead_are_removes(
     graph: FakeGraph, store: Store
 ) -> None:
     ids = people(store, 10)
-    push, _ = pusher(graph, store)
+    push = pusher(graph, store)
     config = push.audiences.sets[0]
     push.push(config)
     contact_store.set_status(store, ids[0], "Disqualified", "rep")
@@ -114,7 +101,7 @@ def test_batches_of_adds_and_small_removes(
     monkeypatch.setattr(sync, "ADD_BATCH", 7)
     monkeypatch.setattr(sync, "REMOVE_BATCH", 3)
     ids = people(store, 20)
-    push, _ = pusher(graph, store)
+    push = pusher(graph, store)
     result = push.push(push.audiences.sets[0])
     assert result["calls"] == 3 and len(members(graph)) == 20
     for cid in ids[:8]:
@@ -128,7 +115,7 @@ def test_a_rebuild_replaces_members_through_one_session(
 ) -> None:
     monkeypatch.setattr(sync, "ADD_BATCH", 4)
     people(store, 10)
-    push, _ = pusher(graph, store)
+    push = pusher(graph, store)
     [audience] = [push.audience_id(push.audiences.sets[0])]
     graph.audiences.audiences[audience].members[("stale",)] = ("stale", "")
     result = push.push(push.audiences.sets[0], rebuild=True)
@@ -139,7 +126,7 @@ def test_a_rebuild_replaces_members_through_one_session(
 
 def test_a_lookalike_is_made_once_the_seed_has_100(graph: FakeGraph, store: Store) -> None:
     people(store, 99)
-    push, _ = pusher(graph, store, lookalike={"countries": ["MY"], "ratio": 0.02})
+    push = pusher(graph, store, lookalike={"countries": ["MY"], "ratio": 0.02})
     assert push.push(push.audiences.sets[0])["lookalike"] is None
     people(store, 5, start=500)
     made = push.push(push.audiences.sets[0])["lookalike"]
@@ -173,49 +160,17 @@ def test_email_and_phone_fast_path_equals_match_keys(store: Store) -> None:
 def test_the_cli_plans_pushes_and_shows_status(
     graph: FakeGraph, store: Store, tmp_path: Any
 ) -> None:
-    import json
-
-    import yaml
-    from typer.testing import CliRunner
-
-    from connector.cli import GROUPS, _register_plugins, app
-
-    if not GROUPS["audiences"].registered_commands:
-        _register_plugins()
     people(store, 12)
-    token = graph.add_system_user_token("9001")
-    page = graph.add_page("Shop", business_id="9001")
-    account = graph.audiences.add_account("888")
-    config = {
-        "facebook": {
-            "app_secret": graph.app_secret,
-            "system_user_token": token,
-            "graph_url": graph.base_url,
-            "pages": [{"id": page.id}],
-            "audiences": {
-                "ad_account_id": account,
-                "sets": [{"name": "Seed", "where": "status >= Qualified"}],
-            },
-        }
-    }
-    path = tmp_path / "leadsync.yaml"
-    path.write_text(yaml.safe_dump(config))
-    url = str(store.engine.url.render_as_string(hide_password=False))
-
-    def cli(*args: str) -> Any:
-        result = CliRunner().invoke(app, ["--config", str(path), "--store", url, *args])
-        assert result.exit_code == 0, result.output
-        return json.loads(result.output)
-
-    assert cli("audiences", "plan", "--json") == [
+    cli = AudienceCli(graph, store, tmp_path, [{"name": "Seed", "where": "status >= Qualified"}])
+    assert cli.json("audiences", "plan", "--json") == [
         {"audience": "Seed", "adds": 12, "removes": 0, "calls": 1, "exclusion": False,
          "lookalike": False}
     ]  # fmt: skip
-    [pushed] = cli("audiences", "push", "--json")
+    [pushed] = cli.json("audiences", "push", "--json")
     assert pushed["added"] == 12
-    [status] = cli("audiences", "status", "--json")
+    [status] = cli.json("audiences", "status", "--json")
     assert status["sent_members"] == 12 and status["last_batches"][0]["received"] == 12
-    assert cli("audiences", "plan", "--json")[0]["calls"] == 0
+    assert cli.json("audiences", "plan", "--json")[0]["calls"] == 0
 
 
 def test_the_database_delta_equals_the_full_walk_after_random_churn(
@@ -228,7 +183,7 @@ def test_the_database_delta_equals_the_full_walk_after_random_churn(
     from connector.store.tables import contacts
 
     ids = people(store, 40)
-    push, _ = pusher(graph, store)
+    push = pusher(graph, store)
     config = push.audiences.sets[0]
     push.push(config)
     rng = random.Random(4)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,11 +17,7 @@ from typing import Any
 import requests
 import yaml
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port as free_port  # re-exported: the tests import it from here
 
 
 def write_config(path: Path, fake: Any, page: Any, **facebook: Any) -> Path:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from connector.store import open_store
 from connector.store.tables import job_runs
+from tests.ports import free_port as free_port  # re-exported for the other daemon tests
 
 ROOT = Path(__file__).parents[2]
 # Real processes: 2-4 s each on an idle machine, more under load (`-m "not slow"` skips).
@@ -38,12 +39,6 @@ def env(tmp_path: Path, jobs: str, **extra: str) -> dict[str, str]:
 
 def leadsync(store: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "connector", "--store", store, *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
