@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from connector.config import config_model
 from connector.runtime.daemon import Daemon
 from connector.store import Store, open_store, visitors
 from connector.store.contacts import show_contact
+from tests.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 FBCLID = "IwAR_Test-CaseSensitive_0aZ"
@@ -52,12 +52,6 @@ def _require_browser() -> None:
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _site(pages: dict[str, str]) -> tuple[ThreadingHTTPServer, int]:
@@ -112,7 +106,7 @@ LATER_BUG = "<script>setTimeout(function () { notDefinedAnywhere(); }, 0)</scrip
 @pytest.fixture
 def world(tmp_path: Any) -> Iterator[dict[str, Any]]:
     _require_browser()
-    collector_port = _free_port()
+    collector_port = free_port()
     pages: dict[str, str] = {}
     site_server, site_port = _site(pages)
     origin = f"http://127.0.0.1:{site_port}"
