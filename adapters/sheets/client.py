@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import gspread
 import requests
 
 from adapters.sheets.config import SheetsConfig
@@ -103,6 +102,10 @@ class SheetsClient:
             stopping=stopping,
             max_pause=65.0,  # one quota minute is waited out in the call
         )
+        # Imported here: gspread (with google-auth and oauthlib) takes ~0.17 s to import,
+        # which every `leadsync` command paid at start, sheets configured or not.
+        import gspread
+
         self.gc = gspread.Client(auth=None, session=_Wire(self.http, config.api_url, auth))  # type: ignore[arg-type]
 
     @property
