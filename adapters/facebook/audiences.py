@@ -70,7 +70,7 @@ def too_small(exc: GraphError) -> bool:
 def advice(exc: GraphError, account: str) -> str | None:
     """What a person must do about an error no retry will fix, for an audience; None
     for the others (throttles, transient errors, bad requests)."""
-    where = f"(#{exc.code}{'/' + str(exc.subcode) if exc.subcode else ''})"
+    where = exc.where
     if exc.action is Action.TOKEN:
         return (
             f"the System User token was rejected {where}: {exc}. Generate a new one in "

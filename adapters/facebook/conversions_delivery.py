@@ -67,7 +67,7 @@ def _when(unix: int) -> str:
 def advice(exc: GraphError, dataset: str) -> str | None:
     """What a person must do about an error no retry fixes, for the dataset; None for
     the others (throttles, transient errors, a bad event)."""
-    where = f"(#{exc.code}{'/' + str(exc.subcode) if exc.subcode else ''})"
+    where = exc.where
     if exc.action is Action.TOKEN:
         return (
             f"the System User token was rejected {where}: {exc}. Generate a new one in "

@@ -137,8 +137,13 @@ class GraphError(RuntimeError):
         """For THROTTLED: `APP` (every Page of the app waits) or "page" (this Page)."""
 
     @property
+    def where(self) -> str:
+        """The code and subcode as Meta's docs write them: `(#190/463)`."""
+        return f"(#{self.code}{'/' + str(self.subcode) if self.subcode else ''})"
+
+    @property
     def advice(self) -> str:
-        where = f"(#{self.code}{'/' + str(self.subcode) if self.subcode else ''})"
+        where = self.where
         if self.action is Action.TOKEN:
             why = _TOKEN_ADVICE.get(self.subcode or 0, "the token was rejected")
             return (
