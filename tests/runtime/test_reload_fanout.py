@@ -46,16 +46,6 @@ def fake() -> Iterator[FakeHubSpot]:
         logger.setLevel(level)
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def rows_for(store: str, destination: str) -> list[str]:
     """The outbox rows' contacts' keys for `destination` (e.g. "contact:3")."""
     opened = open_store(store, upgrade=True)
