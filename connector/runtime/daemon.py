@@ -178,7 +178,6 @@ class Daemon(Runtime):
         self.fanout = fanout
         self.locks = JobLocks(store)
         self.runner = JobRunner(self, self.locks)
-        self.runner.on_finished = self.wake
         self.scheduler: Any = None
         self.app: Any = None
         """The HTTP app while serving; a reload swaps its routes."""

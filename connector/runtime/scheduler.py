@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -42,8 +41,6 @@ class JobRunner:
         self._running: set[str] = set()
         self._again: set[str] = set()
         self._mutex = threading.Lock()
-        self.on_finished: Any = None
-        """Called with a job id whose wake arrived while it ran (the scheduler runs it again)."""
 
     def is_running(self, job_id: str) -> bool:
         with self._mutex:
@@ -59,7 +56,10 @@ class JobRunner:
 
     def run(self, job: Job) -> bool | None:
         """True: ran and succeeded; False: failed; None: skipped (stopping, or another
-        replica holds the job)."""
+        replica holds the job). A wake that arrived while it ran runs it again here, at
+        once, before it counts as finished (the last run's result is returned): handed
+        back to the scheduler instead, the new run could reach APScheduler while it
+        still counted this one running, and be dropped as a second instance."""
         if self.runtime.stopping.is_set():
             return None
         with self._mutex:
@@ -67,18 +67,29 @@ class JobRunner:
                 return None
             self._running.add(job.id)
         try:
+            while True:
+                result = self._guarded(job)
+                with self._mutex:
+                    # Under the mutex: a wake either lands in _again before this check
+                    # (and runs) or finds the job no longer running (and schedules it).
+                    again = job.id in self._again and not self.runtime.stopping.is_set()
+                    self._again.discard(job.id)
+                    if not again:
+                        self._running.discard(job.id)
+                        return result
+        except BaseException:
+            with self._mutex:
+                self._running.discard(job.id)
+                self._again.discard(job.id)
+            raise
+
+    def _guarded(self, job: Job) -> bool | None:
+        try:
             return self._locked(job)
         except Exception as exc:  # the store itself failed (lock, job_runs row)
             JOB_FAILURES.labels(job.id).inc()
             log.warning("job.error", job=job.id, error=describe(exc))
             return False
-        finally:
-            with self._mutex:
-                self._running.discard(job.id)
-                again = job.id in self._again
-                self._again.discard(job.id)
-            if again and self.on_finished is not None and not self.runtime.stopping.is_set():
-                self.on_finished(job.id)
 
     def _locked(self, job: Job) -> bool | None:
         with self.locks.hold(job.id) as got:

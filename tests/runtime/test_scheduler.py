@@ -213,6 +213,28 @@ def test_at_most_one_instance_and_wake_while_running_runs_again(
     assert len(runs(store, "d.block")) == 2
 
 
+def test_a_wake_during_a_run_runs_the_job_again_before_it_counts_as_finished(
+    store: Store,
+) -> None:
+    # The rerun happens inside the same run() call: handed back to APScheduler, it could
+    # arrive while APScheduler still counted this instance running, and be dropped
+    # ("maximum number of running instances reached"), which lost the wake.
+    d = daemon(store)
+    entered: list[int] = []
+
+    def woken_once(rt: Runtime) -> None:
+        entered.append(1)
+        if len(entered) == 1:
+            assert d.runner.wake_after("g.woken")  # a webhook's wake, mid-run
+
+    job = Job("g.woken", woken_once, every=3600)
+    assert d.runner.run(job) is True
+    assert entered == [1, 1]
+    assert not d.runner.is_running("g.woken")
+    assert [r["ok"] for r in runs(store, "g.woken")] == [True, True]
+    assert d.runner.wake_after("g.woken") is False  # finished: a wake schedules it
+
+
 def test_wake_runs_a_job_before_its_time(store: Store, started: list[Daemon]) -> None:
     calls: list[int] = []
     d = daemon(store, Job("e.hourly", lambda rt: calls.append(1), every=3600))
